@@ -1,0 +1,80 @@
+#pragma once
+// The daemon's configuration: one struct with a default for every key, and one table of fields
+// (key, type, help, loader) that drives loading, validation, --check-config, the commented default
+// file in packaging/ and docs/configuration.md.
+
+#include <cstdint>
+#include <map>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "voxd/common/error.hpp"
+#include "voxd/common/units.hpp"
+
+namespace voxd {
+
+struct origin_config {
+  std::string url;         // base URL of a Hub-compatible origin, e.g. https://huggingface.co
+  std::string token_file;  // file holding a bearer token for this origin only; empty: $HF_TOKEN
+  bool operator==(origin_config const&) const = default;
+};
+
+struct model_alias {
+  std::string repo;
+  std::string revision = "main";
+  bool operator==(model_alias const&) const = default;
+};
+
+struct config {
+  std::string socket;     // control socket path
+  std::string state_dir;  // queue, partial downloads, journals
+  std::string hub_cache;  // Hugging Face cache root (HF_HUB_CACHE)
+  std::vector<origin_config> origins{{"https://huggingface.co", ""}};
+  std::map<std::string, model_alias> models;  // aliases added to the built-in catalog
+  int max_active = 2;
+  int connections_per_origin = 8;
+  std::uint64_t chunk_size = 16ull << 20;
+  int max_attempts_per_origin = 3;
+  int http_timeout = 30;  // seconds without progress before a request is abandoned
+  rate_spec download_cap;
+  std::string log_level = "info";
+};
+
+struct config_error {
+  std::string file;
+  int line = 0;  // 1-based; 0 when the error is not tied to a position
+  int column = 0;
+  std::string key;
+  std::string message;
+  std::string format() const;  // "file:line:column: key: message"
+};
+
+struct config_field_info {
+  std::string_view key;
+  std::string_view type;
+  std::string_view help;
+};
+
+std::vector<config_field_info> config_fields();
+
+// Defaults, with socket/state_dir taken from $RUNTIME_DIRECTORY/$STATE_DIRECTORY when set.
+config default_config();
+
+// Loads and validates. On failure returns errc::config and fills errors with every problem found.
+result<config> load_config(std::string const& path, std::vector<config_error>& errors);
+// The same from text (for tests and the fuzz target); `name` is used in error messages.
+result<config> parse_config(std::string_view text, std::string const& name,
+                            std::vector<config_error>& errors, std::string const& base_dir = {});
+
+// Fill derived defaults (hub_cache under state_dir) after loading.
+void finalize_config(config& c);
+
+std::string render_default_config();    // commented YAML listing every key with its default
+std::string render_config_reference();  // Markdown table for docs/configuration.md
+
+// "http" or "https" URL with a host, no credentials, query or fragment.
+status validate_origin_url(std::string_view url);
+
+}  // namespace voxd

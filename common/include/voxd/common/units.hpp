@@ -1,0 +1,34 @@
+#pragma once
+// Human units for sizes and rates: "16MiB", "20MB/s", "1Gbit", "30%", "off".
+// Decimal prefixes are powers of 1000, binary ("Ki", "Mi", ...) powers of 1024; "bit" means bits.
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+#include "voxd/common/error.hpp"
+
+namespace voxd {
+
+result<std::uint64_t> parse_size(std::string_view text);
+
+// A rate as configured: unlimited, an absolute number of bytes per second, or a share of the link.
+struct rate_spec {
+  enum class kind { off, bytes_per_second, percent } type = kind::off;
+  std::uint64_t bytes_per_second = 0;
+  double percent = 0;
+
+  static rate_spec off() { return {}; }
+  static rate_spec absolute(std::uint64_t bps) { return {kind::bytes_per_second, bps, 0}; }
+  bool operator==(rate_spec const&) const = default;
+};
+
+// allow_percent: whether "30%" is meaningful for this setting.
+result<rate_spec> parse_rate(std::string_view text, bool allow_percent);
+std::string to_string(rate_spec const& r);
+
+std::string format_bytes(std::uint64_t bytes);    // "1.5 GiB"
+std::string format_rate(double bytes_per_second);  // "85.3 MB/s"
+std::string format_duration(double seconds);       // "1:02:03", "4:05"
+
+}  // namespace voxd

@@ -1,0 +1,156 @@
+#include "voxd/common/units.hpp"
+
+#include <fmt/format.h>
+
+#include <array>
+#include <charconv>
+#include <cmath>
+#include <limits>
+
+namespace voxd {
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// Splits "12.5MiB" into 12.5 and "MiB".
+bool split_number(std::string_view s, double& number, std::string_view& unit) {
+  std::size_t i = 0;
+  while (i < s.size() && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) ++i;
+  if (i == 0) return false;
+  auto const num = s.substr(0, i);
+  if (num.find('.') != num.rfind('.')) return false;
+  auto const [ptr, ec] = std::from_chars(num.data(), num.data() + num.size(), number);
+  if (ec != std::errc{} || ptr != num.data() + num.size()) return false;
+  unit = trim(s.substr(i));
+  return std::isfinite(number);
+}
+
+// Multiplier of a prefix such as "", "k", "Mi"; returns 0 if unknown. Consumes the prefix.
+double take_prefix(std::string_view& unit) {
+  static constexpr std::array<char, 5> letters{'k', 'm', 'g', 't', 'p'};
+  if (unit.empty()) return 1;
+  char const c = static_cast<char>(unit.front() | 0x20);
+  for (std::size_t i = 0; i < letters.size(); ++i) {
+    if (c != letters[i]) continue;
+    if (unit.front() == 'm' && unit.size() > 1 && unit[1] == 'b')
+      return 0;  // "mb" is ambiguous (milli-bits); demand "MB" or "Mbit"
+    unit.remove_prefix(1);
+    if (!unit.empty() && unit.front() == 'i') {
+      unit.remove_prefix(1);
+      return std::pow(1024.0, static_cast<double>(i + 1));
+    }
+    return std::pow(1000.0, static_cast<double>(i + 1));
+  }
+  return 1;
+}
+
+result<double> checked(double v, std::string_view text) {
+  if (v > static_cast<double>(std::numeric_limits<std::int64_t>::max()))
+    return make_error(errc::invalid_argument, fmt::format("'{}' is too large", text));
+  return std::floor(v);
+}
+
+}  // namespace
+
+result<std::uint64_t> parse_size(std::string_view text) {
+  auto const s = trim(text);
+  double n = 0;
+  std::string_view unit;
+  if (!split_number(s, n, unit))
+    return make_error(errc::invalid_argument,
+                      fmt::format("'{}' is not a size (examples: 4096, 16MiB, 1GB)", text));
+  auto const mult = take_prefix(unit);
+  if (mult == 0 || !(unit.empty() || unit == "B"))
+    return make_error(errc::invalid_argument,
+                      fmt::format("'{}' has an unknown size unit (use B, kB, MB, GB, KiB, MiB, GiB)",
+                                  text));
+  auto v = checked(n * mult, text);
+  if (!v) return v.err();
+  return static_cast<std::uint64_t>(*v);
+}
+
+result<rate_spec> parse_rate(std::string_view text, bool allow_percent) {
+  auto s = trim(text);
+  if (s == "off" || s == "unlimited" || s == "0") return rate_spec::off();
+  double n = 0;
+  std::string_view unit;
+  if (!split_number(s, n, unit))
+    return make_error(errc::invalid_argument,
+                      fmt::format("'{}' is not a rate (examples: 20MB/s, 1Gbit, {}off)", text,
+                                  allow_percent ? "30%, " : ""));
+  if (unit == "%") {
+    if (!allow_percent)
+      return make_error(errc::invalid_argument,
+                        fmt::format("'{}': a percentage is not allowed here", text));
+    if (n <= 0 || n > 100)
+      return make_error(errc::invalid_argument,
+                        fmt::format("'{}': a percentage must be above 0 and at most 100", text));
+    return rate_spec{rate_spec::kind::percent, 0, n};
+  }
+  if (unit.size() >= 2 && unit.substr(unit.size() - 2) == "/s") unit.remove_suffix(2);
+  auto const mult = take_prefix(unit);
+  double bytes = 0;
+  if (mult != 0 && (unit == "B" || unit.empty())) {
+    bytes = n * mult;
+  } else if (mult != 0 && (unit == "bit" || unit == "bps" || unit == "b")) {
+    if (unit == "b")
+      return make_error(errc::invalid_argument,
+                        fmt::format("'{}' is ambiguous: write 'bit' for bits or 'B' for bytes", text));
+    bytes = n * mult / 8;
+  } else {
+    return make_error(errc::invalid_argument,
+                      fmt::format("'{}' has an unknown rate unit (use B/s, kB/s, MB/s, MiB/s, "
+                                  "Mbit, Gbit{})",
+                                  text, allow_percent ? " or %" : ""));
+  }
+  auto v = checked(bytes, text);
+  if (!v) return v.err();
+  if (*v < 1) return make_error(errc::invalid_argument, fmt::format("'{}' is below 1 B/s", text));
+  return rate_spec::absolute(static_cast<std::uint64_t>(*v));
+}
+
+std::string to_string(rate_spec const& r) {
+  switch (r.type) {
+    case rate_spec::kind::off: return "off";
+    case rate_spec::kind::percent: return fmt::format("{:g}%", r.percent);
+    case rate_spec::kind::bytes_per_second: return format_rate(static_cast<double>(r.bytes_per_second));
+  }
+  return "off";
+}
+
+std::string format_bytes(std::uint64_t bytes) {
+  static constexpr std::array<char const*, 6> units{"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  auto v = static_cast<double>(bytes);
+  std::size_t u = 0;
+  while (v >= 1024 && u + 1 < units.size()) {
+    v /= 1024;
+    ++u;
+  }
+  if (u == 0) return fmt::format("{} B", bytes);
+  return fmt::format("{:.1f} {}", v, units[u]);
+}
+
+std::string format_rate(double bps) {
+  static constexpr std::array<char const*, 5> units{"B/s", "kB/s", "MB/s", "GB/s", "TB/s"};
+  std::size_t u = 0;
+  while (bps >= 1000 && u + 1 < units.size()) {
+    bps /= 1000;
+    ++u;
+  }
+  if (u == 0) return fmt::format("{:.0f} {}", bps, units[u]);
+  return fmt::format("{:.1f} {}", bps, units[u]);
+}
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "--:--";
+  auto const total = static_cast<std::uint64_t>(seconds + 0.5);
+  auto const h = total / 3600, m = (total / 60) % 60, s = total % 60;
+  if (h > 0) return fmt::format("{}:{:02}:{:02}", h, m, s);
+  return fmt::format("{}:{:02}", m, s);
+}
+
+}  // namespace voxd

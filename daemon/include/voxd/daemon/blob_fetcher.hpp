@@ -1,0 +1,99 @@
+#pragma once
+// Fetches blobs from the origins: each blob is cut into chunks fetched as parallel range requests
+// (connections_per_origin per origin), written in place into a partial file under state_dir,
+// hashed in order while the rest still downloads, journalled for resume, and moved into the store
+// only when the whole content matches the hub's id. Origins are tried in configured order; a
+// failing or corrupt origin is backed off and, per blob, given up after max_attempts.
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <atomic>
+#include <functional>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "voxd/common/hash.hpp"
+#include "voxd/daemon/hash_worker.hpp"
+#include "voxd/daemon/http_engine.hpp"
+#include "voxd/daemon/origins.hpp"
+#include "voxd/daemon/store.hpp"
+
+namespace voxd {
+
+struct blob_request {
+  blob_id blob;
+  std::uint64_t size = 0;
+  repo_id repo;  // where origins serve it and where it is committed first
+  commit_id commit;
+  std::string path;
+};
+
+struct fetch_settings {
+  int connections_per_origin = 8;
+  std::uint64_t chunk_size = 16ull << 20;
+  int max_attempts = 3;
+  int http_timeout_s = 30;
+};
+
+struct blob_progress {
+  std::uint64_t done = 0;         // verified-or-written bytes of this blob
+  std::uint64_t from_origin = 0;  // bytes received from origins (including any discarded)
+};
+
+class blob_fetcher {
+ public:
+  // Called on the io thread when a blob is in the store (ok) or cannot be had (error), with the
+  // bytes its fetch took from origins.
+  using done_fn = std::function<void(blob_id const&, status const&, std::uint64_t)>;
+
+  blob_fetcher(boost::asio::io_context& io, http_engine& http, hash_worker& hasher, store& st,
+               origin_pool& origins, fetch_settings settings, done_fn done);
+  ~blob_fetcher();
+
+  // Registers a model's interest in a blob; active = the model is allowed to download now.
+  void want(blob_request const& req, std::string const& model, bool active);
+  void set_active(std::string const& model, bool active);
+  // Drops a model's interest; a blob nobody wants is cancelled and its partial data removed.
+  void unwant(std::string const& model);
+  std::optional<blob_progress> progress(blob_id const& blob) const;
+  std::size_t active_requests() const;
+  // Makes completed chunks durable (data file, then journal). Also runs on a 1 s timer.
+  void flush();
+  void shutdown();
+
+ private:
+  struct task;
+  struct chunk;
+  void pump();
+  void start_chunk(std::shared_ptr<task> const& t, std::size_t ci, std::size_t o);
+  void on_chunk_done(std::string const& blob, std::uint64_t gen, std::size_t ci, std::size_t o,
+                     std::string const& url, http_response r);
+  void transient_failure(task& t, std::size_t o, std::string const& message, int retry_after = 0);
+  void hard_failure(task& t, std::size_t o, std::string const& message, bool give_up);
+  void check_exhausted(std::shared_ptr<task> const& t);
+  void maybe_hash(std::shared_ptr<task> const& t);
+  void finalize(std::shared_ptr<task> const& t);
+  void finish(std::shared_ptr<task> const& t, status const& s);
+  int pick_origin(task const& t, steady::time_point now) const;
+  bool is_active(task const& t) const;
+  void arm_timer();
+
+  boost::asio::io_context& io_;
+  http_engine& http_;
+  hash_worker& hasher_;
+  store& store_;
+  origin_pool& origins_;
+  fetch_settings settings_;
+  done_fn done_;
+  std::map<std::string, std::shared_ptr<task>> tasks_;
+  std::vector<std::string> order_;  // blob ids in the order they were wanted
+  boost::asio::steady_timer flush_timer_;
+  boost::asio::steady_timer backoff_timer_;
+  bool stopping_ = false;
+};
+
+}  // namespace voxd

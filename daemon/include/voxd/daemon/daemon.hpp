@@ -1,0 +1,27 @@
+#pragma once
+// voxd-daemon: owns one io_context thread on which all model state lives. The HTTP engine and the
+// hash worker run on threads of their own and post their results here.
+
+#include <memory>
+#include <string>
+
+#include "voxd/common/config.hpp"
+
+namespace voxd {
+
+class daemon {
+ public:
+  explicit daemon(config cfg);
+  ~daemon();
+  daemon(daemon const&) = delete;
+  daemon& operator=(daemon const&) = delete;
+
+  // Runs until SIGTERM/SIGINT; returns the process exit status.
+  int run();
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace voxd

@@ -1,0 +1,67 @@
+#pragma once
+// libcurl's multi interface on a thread of its own. Requests are submitted from any thread; bodies
+// go to memory or straight into a file at an offset (pwrite on this thread); completions are
+// handed to a callback the caller provides (the daemon posts them onto its event loop).
+// One token bucket caps the total download rate of every transfer, live-adjustable.
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace voxd {
+
+struct http_request {
+  std::string url;
+  std::vector<std::string> headers;  // "Name: value"
+  bool head = false;
+  std::optional<std::pair<std::uint64_t, std::uint64_t>> range;  // inclusive byte range
+  int file_fd = -1;             // >= 0: write the body at file_offset onward
+  std::uint64_t file_offset = 0;
+  std::size_t max_body = 4 << 20;  // memory bodies above this fail the request
+  int connect_timeout_s = 10;
+  int stall_timeout_s = 30;  // abort when no byte arrives for this long
+};
+
+struct http_response {
+  int curl_code = 0;       // CURLE_OK == 0
+  std::string curl_error;  // text when curl_code != 0 or a local write failed
+  long status = 0;
+  std::map<std::string, std::string> headers;  // lowercase names, last response only
+  std::string body;                           // memory bodies
+  std::uint64_t body_bytes = 0;               // bytes received (file or memory)
+  bool transport_ok() const { return curl_code == 0 && curl_error.empty(); }
+  std::string header(std::string const& name) const;
+};
+
+class http_engine {
+ public:
+  using request_id = std::uint64_t;
+  using completion = std::function<void(http_response)>;
+  // Called on the engine thread for every block written; lets the owner count bytes as they land.
+  using progress_fn = std::function<void(std::uint64_t bytes)>;
+
+  http_engine();
+  ~http_engine();
+  http_engine(http_engine const&) = delete;
+  http_engine& operator=(http_engine const&) = delete;
+
+  request_id submit(http_request req, completion done, progress_fn progress = {});
+  // The completion is still called, with curl_error "cancelled".
+  void cancel(request_id id);
+  // Bytes per second for all transfers together; 0 = unlimited.
+  void set_download_limit(std::uint64_t bytes_per_second);
+  void stop();
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace voxd

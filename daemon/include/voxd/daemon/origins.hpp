@@ -1,0 +1,51 @@
+#pragma once
+// The configured origins and their health: back-off after failures, bearer tokens that are sent
+// to the origin's own host only (never to a CDN it redirects to), byte counters.
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "voxd/common/config.hpp"
+
+namespace voxd {
+
+using steady = std::chrono::steady_clock;
+
+struct origin_state {
+  origin_config cfg;
+  std::string authority;  // scheme://host:port of cfg.url
+  std::string token;
+  int slots_used = 0;
+  int consecutive_failures = 0;
+  steady::time_point backoff_until{};
+  std::string last_error;
+  std::shared_ptr<std::atomic<std::uint64_t>> bytes = std::make_shared<std::atomic<std::uint64_t>>(0);
+  std::uint64_t failures_total = 0;
+  std::uint64_t corrupt_total = 0;
+};
+
+class origin_pool {
+ public:
+  // Reads tokens (token_file, else $HF_TOKEN). Errors name the unreadable file.
+  static result<origin_pool> make(std::vector<origin_config> const& origins);
+
+  std::size_t size() const { return origins_.size(); }
+  origin_state& operator[](std::size_t i) { return origins_[i]; }
+  origin_state const& operator[](std::size_t i) const { return origins_[i]; }
+
+  bool available(std::size_t i, steady::time_point now) const { return now >= origins_[i].backoff_until; }
+  // Starts or extends a back-off (1 s doubling to 60 s, or the server's Retry-After).
+  void record_failure(std::size_t i, std::string const& message, int retry_after_s = 0);
+  void record_success(std::size_t i);
+  // The Authorization header for url, if url is on origin i's host and a token is known.
+  std::vector<std::string> auth_headers(std::size_t i, std::string const& url) const;
+  steady::time_point earliest_backoff_end() const;
+
+ private:
+  std::vector<origin_state> origins_;
+};
+
+}  // namespace voxd

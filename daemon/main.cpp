@@ -1,0 +1,57 @@
+// voxd-daemon: thin entry point; all logic lives in the voxd_daemon library.
+#include <CLI/CLI.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <iostream>
+
+#include "voxd/common/config.hpp"
+#include "voxd/daemon/daemon.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"voxd-daemon: fetches models from Hub origins into the Hugging Face cache"};
+  std::string config_path;
+  bool check_only = false, print_default = false, print_reference = false;
+  app.add_option("-c,--config", config_path, "YAML configuration file");
+  app.add_flag("--check-config", check_only, "Validate the configuration and exit (non-zero on errors)");
+  app.add_flag("--print-default-config", print_default, "Print a commented configuration with every default");
+  app.add_flag("--print-config-reference", print_reference, "Print the configuration reference (Markdown)");
+  CLI11_PARSE(app, argc, argv);
+
+  if (print_default) {
+    std::cout << voxd::render_default_config();
+    return 0;
+  }
+  if (print_reference) {
+    std::cout << voxd::render_config_reference();
+    return 0;
+  }
+  std::vector<voxd::config_error> errors;
+  auto cfg = config_path.empty() ? voxd::result<voxd::config>(voxd::default_config())
+                                 : voxd::load_config(config_path, errors);
+  if (!cfg) {
+    for (auto const& e : errors) std::cerr << e.format() << "\n";
+    return static_cast<int>(voxd::errc::config);
+  }
+  voxd::finalize_config(*cfg);
+  if (check_only) {
+    std::cout << (config_path.empty() ? "defaults" : config_path) << ": ok\n";
+    return 0;
+  }
+
+  auto logger = spdlog::stderr_color_mt("voxd");
+  spdlog::set_default_logger(logger);
+  // Under systemd the journal adds its own timestamps.
+  spdlog::set_pattern(std::getenv("JOURNAL_STREAM") ? "<%l> %v" : "%Y-%m-%d %H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_level(spdlog::level::from_str(cfg->log_level));
+  std::signal(SIGPIPE, SIG_IGN);
+  try {
+    voxd::daemon d(std::move(*cfg));
+    return d.run();
+  } catch (std::exception const& e) {
+    spdlog::critical("cannot start: {}", e.what());
+    return static_cast<int>(voxd::errc::failure);
+  }
+}

@@ -1,0 +1,93 @@
+#include "voxd/daemon/catalog.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+namespace voxd {
+namespace {
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::size_t edit_distance(std::string const& a, std::string const& b) {
+  std::vector<std::size_t> prev(b.size() + 1), cur(b.size() + 1);
+  for (std::size_t j = 0; j <= b.size(); ++j) prev[j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    cur[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j)
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1)});
+    std::swap(prev, cur);
+  }
+  return prev[b.size()];
+}
+
+}  // namespace
+
+std::map<std::string, model_alias> builtin_aliases() {
+  return {
+      {"voxcpm-1.5", {"openbmb/VoxCPM1.5", "main"}},
+      {"voxcpm-0.5b", {"openbmb/VoxCPM-0.5B", "main"}},
+      {"voxcpm2", {"openbmb/VoxCPM2", "main"}},
+  };
+}
+
+catalog::catalog(std::map<std::string, model_alias> const& extra) : aliases_(builtin_aliases()) {
+  for (auto const& [k, v] : extra) aliases_[k] = v;
+}
+
+result<model_spec> catalog::resolve(std::string const& name, std::string const& revision) const {
+  if (name.empty()) return make_error(errc::invalid_argument, "no model named");
+  std::string base = name, rev;
+  if (auto at = name.find('@'); at != std::string::npos) {
+    base = name.substr(0, at);
+    rev = name.substr(at + 1);
+  }
+  if (!revision.empty()) rev = revision;
+  if (auto it = aliases_.find(base); it != aliases_.end()) {
+    auto repo = repo_id::parse(it->second.repo);
+    if (!repo) return repo.err();
+    auto r = validate_revision(rev.empty() ? it->second.revision : rev);
+    if (!r) return r.err();
+    return model_spec{*repo, *r, base};
+  }
+  if (base.find('/') != std::string::npos) {
+    auto repo = repo_id::parse(base);
+    if (!repo) return repo.err();
+    auto r = validate_revision(rev.empty() ? "main" : rev);
+    if (!r) return r.err();
+    return model_spec{*repo, *r, ""};
+  }
+  auto const matches = close_matches(base);
+  std::string hint;
+  if (!matches.empty()) {
+    hint = "; did you mean ";
+    for (std::size_t i = 0; i < matches.size(); ++i) hint += (i ? ", " : "") + matches[i];
+    hint += "?";
+  } else {
+    hint = "; known aliases: ";
+    std::size_t i = 0;
+    for (auto const& [k, v] : aliases_) hint += (i++ ? ", " : "") + k;
+    hint += ", or name a repository as org/name";
+  }
+  return make_error(errc::not_found, fmt::format("unknown model '{}'{}", base, hint));
+}
+
+std::vector<std::string> catalog::close_matches(std::string const& name) const {
+  auto const n = lower(name);
+  std::vector<std::pair<std::size_t, std::string>> scored;
+  for (auto const& [alias, m] : aliases_) {
+    auto const a = lower(alias);
+    auto const d = std::min(edit_distance(n, a), edit_distance(n, lower(m.repo)));
+    bool const contains = !n.empty() && (a.find(n) != std::string::npos || lower(m.repo).find(n) != std::string::npos);
+    if (d <= std::max<std::size_t>(2, n.size() / 3) || contains) scored.emplace_back(contains ? 0 : d, alias);
+  }
+  std::sort(scored.begin(), scored.end());
+  std::vector<std::string> out;
+  for (auto const& s : scored) out.push_back(s.second);
+  return out;
+}
+
+}  // namespace voxd

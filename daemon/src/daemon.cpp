@@ -1,0 +1,676 @@
+#include "voxd/daemon/daemon.hpp"
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <set>
+#include <sstream>
+
+#include "voxd/common/protocol.hpp"
+#include "voxd/common/units.hpp"
+#include "voxd/daemon/blob_fetcher.hpp"
+#include "voxd/daemon/catalog.hpp"
+#include "voxd/daemon/control_server.hpp"
+#include "voxd/daemon/hash_worker.hpp"
+#include "voxd/daemon/http_engine.hpp"
+#include "voxd/daemon/manifest.hpp"
+#include "voxd/daemon/origins.hpp"
+#include "voxd/daemon/store.hpp"
+
+namespace voxd {
+
+namespace asio = boost::asio;
+using json = nlohmann::json;
+
+namespace {
+
+enum class model_state { queued, resolving, downloading, complete, paused, error };
+
+std::string_view to_string(model_state s) {
+  switch (s) {
+    case model_state::queued: return "queued";
+    case model_state::resolving: return "resolving";
+    case model_state::downloading: return "downloading";
+    case model_state::complete: return "complete";
+    case model_state::paused: return "paused";
+    case model_state::error: return "error";
+  }
+  return "error";
+}
+
+std::optional<model_state> state_from(std::string_view s) {
+  for (auto st : {model_state::queued, model_state::resolving, model_state::downloading, model_state::complete,
+                  model_state::paused, model_state::error})
+    if (to_string(st) == s) return st;
+  return std::nullopt;
+}
+
+struct model {
+  explicit model(model_spec s) : spec(std::move(s)) {}
+  model_spec spec;
+  std::uint64_t seq = 0;
+  model_state state = model_state::queued;
+  std::string error;
+  std::optional<commit_id> commit;
+  std::vector<hub::manifest_entry> files;
+  std::uint64_t from_origin_base = 0;  // origin bytes of blobs already finished
+  std::set<std::string> pending;       // blob ids not yet in this model's blobs/
+  // Rate estimate, for progress and ETA.
+  std::uint64_t last_done = 0;
+  double rate = 0;
+
+  std::string key() const { return spec.key(); }
+  bool active() const { return state == model_state::resolving || state == model_state::downloading; }
+};
+
+std::string read_file(std::string const& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+struct daemon::impl {
+  config cfg;
+  asio::io_context io;
+  asio::signal_set signals{io, SIGTERM, SIGINT, SIGHUP};
+  asio::steady_timer tick{io};
+  std::chrono::steady_clock::time_point started = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point last_tick = started;
+  catalog names;
+  store st;
+  std::unique_ptr<origin_pool> origins;
+  std::unique_ptr<http_engine> http;
+  std::unique_ptr<hash_worker> hasher;
+  std::unique_ptr<manifest_resolver> resolver;
+  std::unique_ptr<blob_fetcher> fetcher;
+  std::unique_ptr<control_server> control;
+  std::map<std::string, model> models;  // by key
+  std::uint64_t next_seq = 1;
+  rate_spec download_cap;
+  bool stopping = false;
+  int exit_code = 0;
+
+  explicit impl(config c)
+      : cfg(std::move(c)), names(cfg.models), st(cfg.hub_cache, cfg.state_dir), download_cap(cfg.download_cap) {}
+
+  // ---- persistence -------------------------------------------------------------------------
+
+  std::string models_file() const { return cfg.state_dir + "/models.json"; }
+  std::string settings_file() const { return cfg.state_dir + "/settings.json"; }
+
+  void save() {
+    json arr = json::array();
+    for (auto const& [key, m] : models) {
+      json files = json::array();
+      for (auto const& f : m.files) files.push_back({{"path", f.path}, {"size", f.size}, {"blob", f.blob}});
+      arr.push_back({{"repo", m.spec.repo.str()},
+                     {"revision", m.spec.revision},
+                     {"alias", m.spec.alias},
+                     {"seq", m.seq},
+                     {"state", to_string(m.state)},
+                     {"error", m.error},
+                     {"commit", m.commit ? json(m.commit->str()) : json(nullptr)},
+                     {"files", files},
+                     {"bytes_from_origin", m.from_origin_base}});
+    }
+    json doc{{"version", 1}, {"next_seq", next_seq}, {"models", arr}};
+    if (auto s = write_file_atomic(models_file(), doc.dump(1)); !s) spdlog::error("saving the queue: {}", s.err().message);
+  }
+
+  void save_settings() {
+    json doc{{"version", 1}, {"download_cap", to_string(download_cap)}};
+    if (auto s = write_file_atomic(settings_file(), doc.dump(1)); !s) spdlog::error("saving settings: {}", s.err().message);
+  }
+
+  // A damaged state file is reported and set aside, never silently replaced.
+  status load() {
+    if (std::filesystem::exists(settings_file())) {
+      json const doc = json::parse(read_file(settings_file()), nullptr, false);
+      if (doc.is_object() && doc.contains("download_cap") && doc["download_cap"].is_string()) {
+        if (auto r = parse_rate(doc["download_cap"].get<std::string>(), false)) download_cap = *r;
+      } else {
+        spdlog::warn("{} is unreadable; using the configured caps", settings_file());
+      }
+    }
+    if (!std::filesystem::exists(models_file())) return ok();
+    json const doc = json::parse(read_file(models_file()), nullptr, false);
+    auto const quarantine = [this](std::string const& why) {
+      auto const aside = models_file() + ".damaged";
+      std::filesystem::rename(models_file(), aside);
+      spdlog::error("{}: {}; moved it to {} and starting with an empty queue", models_file(), why, aside);
+      return ok();
+    };
+    if (doc.is_discarded() || !doc.is_object() || !doc.contains("models") || !doc["models"].is_array())
+      return quarantine("not a voxd queue file");
+    next_seq = doc.value("next_seq", std::uint64_t{1});
+    for (auto const& j : doc["models"]) {
+      try {
+        auto repo = repo_id::parse(j.at("repo").get<std::string>());
+        auto rev = validate_revision(j.at("revision").get<std::string>());
+        auto state = state_from(j.at("state").get<std::string>());
+        if (!repo || !rev || !state) return quarantine("an entry has an invalid repo, revision or state");
+        model m(model_spec{*repo, *rev, j.value("alias", std::string())});
+        m.seq = j.at("seq").get<std::uint64_t>();
+        m.state = *state;
+        m.error = j.value("error", std::string());
+        if (j.contains("commit") && j["commit"].is_string()) {
+          auto c = commit_id::parse(j["commit"].get<std::string>());
+          if (!c) return quarantine(c.err().message);
+          m.commit = *c;
+        }
+        for (auto const& f : j.at("files")) {
+          hub::manifest_entry e{f.at("path").get<std::string>(), f.at("size").get<std::uint64_t>(),
+                                f.at("blob").get<std::string>()};
+          if (!validate_repo_path(e.path) || !blob_id::parse(e.blob)) return quarantine("an entry has an invalid file");
+          m.files.push_back(std::move(e));
+        }
+        m.from_origin_base = j.value("bytes_from_origin", std::uint64_t{0});
+        // Work that was under way resumes from the queue.
+        if (m.active()) m.state = model_state::queued;
+        models.emplace(m.key(), std::move(m));
+      } catch (json::exception const& e) {
+        return quarantine(e.what());
+      }
+    }
+    spdlog::info("loaded {} models from {}", models.size(), models_file());
+    return ok();
+  }
+
+  // ---- model lifecycle ---------------------------------------------------------------------
+
+  model* find(std::string const& name, error& err) {
+    if (auto it = models.find(name); it != models.end()) return &it->second;
+    std::vector<model*> hits;
+    for (auto& [key, m] : models)
+      if (m.spec.alias == name || m.spec.repo.str() == name) hits.push_back(&m);
+    if (hits.size() == 1) return hits.front();
+    if (hits.size() > 1) {
+      err = make_error(errc::invalid_argument, fmt::format("'{}' matches several models; name one as repo@revision", name));
+      return nullptr;
+    }
+    // An alias with @revision, e.g. voxcpm-1.5@v2.
+    if (auto spec = names.resolve(name, ""); spec)
+      if (auto it = models.find(spec->key()); it != models.end()) return &it->second;
+    err = make_error(errc::not_found, fmt::format("no model '{}' in the daemon (see `voxd ls`)", name));
+    return nullptr;
+  }
+
+  json model_json(model const& m) const {
+    std::uint64_t total = 0, done = 0, from_origin = m.from_origin_base;
+    std::size_t files_done = 0;
+    for (auto const& f : m.files) {
+      total += f.size;
+      if (!m.pending.count(f.blob) && (m.state == model_state::complete || m.state == model_state::downloading)) {
+        done += f.size;
+        ++files_done;
+        continue;
+      }
+      if (auto blob = blob_id::parse(f.blob); blob)
+        if (auto p = fetcher->progress(*blob)) {
+          done += p->done;
+          from_origin += p->from_origin;
+        }
+    }
+    if (m.state == model_state::complete) done = total;
+    json j{{"model", m.key()},
+           {"alias", m.spec.alias},
+           {"repo", m.spec.repo.str()},
+           {"revision", m.spec.revision},
+           {"commit", m.commit ? json(m.commit->str()) : json(nullptr)},
+           {"state", to_string(m.state)},
+           {"bytes_total", total},
+           {"bytes_done", done},
+           {"bytes_from_origin", from_origin},
+           {"bytes_from_peers", 0},
+           {"bytes_uploaded", 0},
+           {"rate", m.active() ? m.rate : 0.0},
+           {"files_total", m.files.size()},
+           {"files_done", files_done},
+           {"path", m.commit ? json(st.snapshot_dir(m.spec.repo, *m.commit).string()) : json(nullptr)}};
+    if (m.active() && m.rate > 1 && total >= done) j["eta_seconds"] = static_cast<double>(total - done) / m.rate;
+    if (!m.error.empty()) j["error"] = m.error;
+    return j;
+  }
+
+  void set_state(model& m, model_state s, std::string error = {}) {
+    m.state = s;
+    m.error = std::move(error);
+    save();
+    control->broadcast("model.state", model_json(m), m.key());
+  }
+
+  void schedule() {
+    if (stopping) return;
+    int active = 0;
+    for (auto const& [k, m] : models) active += m.active() ? 1 : 0;
+    std::vector<model*> queued;
+    for (auto& [k, m] : models)
+      if (m.state == model_state::queued) queued.push_back(&m);
+    std::sort(queued.begin(), queued.end(), [](model* a, model* b) { return a->seq < b->seq; });
+    for (auto* m : queued) {
+      if (active >= cfg.max_active) break;
+      ++active;
+      start(*m);
+    }
+  }
+
+  void start(model& m) {
+    if (m.commit && !m.files.empty()) return begin_download(m);
+    set_state(m, model_state::resolving);
+    resolver->resolve(m.spec.repo, m.spec.revision, [this, key = m.key()](result<manifest> r) {
+      auto it = models.find(key);
+      if (it == models.end() || stopping) return;
+      auto& mm = it->second;
+      if (!r) {
+        if (mm.state == model_state::resolving) set_state(mm, model_state::error, r.err().message);
+        schedule();
+        return;
+      }
+      mm.commit = r->commit;
+      mm.files = std::move(r->files);
+      if (mm.state == model_state::resolving) begin_download(mm);
+      else save();
+    });
+  }
+
+  void begin_download(model& m) {
+    m.pending.clear();
+    m.state = model_state::downloading;
+    m.error.clear();
+    std::vector<blob_request> wanted;
+    for (auto const& f : m.files) {
+      auto blob = blob_id::parse(f.blob);
+      if (!blob) continue;  // validated when the manifest was read
+      if (m.pending.count(f.blob) || st.has_blob(m.spec.repo, *blob, f.size)) continue;
+      if (auto elsewhere = st.find_blob(*blob, f.size)) {
+        // Another model or revision already has the verified bytes: share them, fetch nothing.
+        if (auto s = st.adopt_blob(m.spec.repo, *blob, *elsewhere); s) {
+          spdlog::info("{}: {} is already in the store; linked from {}", m.key(), f.path, elsewhere->string());
+          continue;
+        }
+      }
+      m.pending.insert(f.blob);
+      wanted.push_back(blob_request{*blob, f.size, m.spec.repo, *m.commit, f.path});
+    }
+    save();
+    control->broadcast("model.state", model_json(m), m.key());
+    for (auto const& w : wanted) fetcher->want(w, m.key(), true);
+    if (m.pending.empty()) complete(m);
+  }
+
+  void complete(model& m) {
+    for (auto const& f : m.files) {
+      auto blob = blob_id::parse(f.blob);
+      if (auto s = st.link_snapshot(m.spec.repo, *m.commit, f.path, *blob); !s) {
+        set_state(m, model_state::error, s.err().message);
+        return schedule();
+      }
+    }
+    // huggingface_hub writes no ref when the revision is the commit itself.
+    if (m.spec.revision != m.commit->str())
+      if (auto s = st.write_ref(m.spec.repo, m.spec.revision, *m.commit); !s) {
+        set_state(m, model_state::error, s.err().message);
+        return schedule();
+      }
+    spdlog::info("{} complete: {} files in {}", m.key(), m.files.size(), st.snapshot_dir(m.spec.repo, *m.commit).string());
+    set_state(m, model_state::complete);
+    schedule();
+  }
+
+  void on_blob_done(blob_id const& blob, status const& s, std::uint64_t from_origin) {
+    if (stopping) return;
+    std::vector<model*> waiting;
+    for (auto& [k, m] : models)
+      if (m.pending.count(blob.str())) waiting.push_back(&m);
+    for (auto* m : waiting) {
+      m->from_origin_base += from_origin;
+      if (!s) {
+        if (m->state == model_state::downloading) {
+          fetcher->set_active(m->key(), false);
+          set_state(*m, model_state::error, s.err().message);
+        }
+        continue;
+      }
+      auto const it = std::find_if(m->files.begin(), m->files.end(), [&](auto const& f) { return f.blob == blob.str(); });
+      if (!st.has_blob(m->spec.repo, blob, it->size)) {
+        auto src = st.find_blob(blob, it->size);
+        auto const r = src ? st.adopt_blob(m->spec.repo, blob, *src)
+                           : status(make_error(errc::io, fmt::format("{} vanished from the store", blob.str())));
+        if (!r) {
+          set_state(*m, model_state::error, r.err().message);
+          continue;
+        }
+      }
+      m->pending.erase(blob.str());
+      if (m->pending.empty() && m->state == model_state::downloading) complete(*m);
+    }
+    save();
+    schedule();
+  }
+
+  // ---- control methods ---------------------------------------------------------------------
+
+  using method_fn = result<json> (impl::*)(control_session&, json const&);
+  struct method {
+    std::string_view name;
+    bool changes_state;  // logged with the caller's credentials
+    method_fn fn;
+  };
+
+  static std::span<method const> methods() {
+    static constexpr method table[] = {
+        {"status", false, &impl::m_status},     {"ls", false, &impl::m_ls},
+        {"add", true, &impl::m_add},            {"pause", true, &impl::m_pause},
+        {"resume", true, &impl::m_resume},      {"rm", true, &impl::m_rm},
+        {"path", false, &impl::m_path},         {"limit", true, &impl::m_limit},
+        {"subscribe", false, &impl::m_subscribe},
+    };
+    return table;
+  }
+
+  result<json> dispatch(control_session& session, rpc::request const& req) {
+    for (auto const& m : methods()) {
+      if (m.name != req.method) continue;
+      if (m.changes_state) spdlog::info("{} {} by {}", req.method, req.params.dump(), session.peer().describe());
+      return (this->*m.fn)(session, req.params);
+    }
+    return make_error(errc::protocol, fmt::format("unknown method '{}'", req.method));
+  }
+
+  static result<std::string> string_param(json const& p, char const* name, bool required) {
+    auto it = p.find(name);
+    if (it == p.end() || it->is_null()) {
+      if (required) return make_error(errc::invalid_argument, fmt::format("missing parameter '{}'", name));
+      return std::string();
+    }
+    if (!it->is_string()) return make_error(errc::invalid_argument, fmt::format("parameter '{}' must be a string", name));
+    return it->get<std::string>();
+  }
+
+  json origins_json() const {
+    json arr = json::array();
+    auto const now = steady::now();
+    for (std::size_t i = 0; i < origins->size(); ++i) {
+      auto const& o = (*origins)[i];
+      arr.push_back({{"url", o.cfg.url},
+                     {"healthy", origins->available(i, now)},
+                     {"bytes", o.bytes->load()},
+                     {"failures", o.failures_total},
+                     {"corrupt", o.corrupt_total},
+                     {"last_error", o.last_error}});
+    }
+    return arr;
+  }
+
+  result<json> m_status(control_session&, json const& p) {
+    auto name = string_param(p, "model", false);
+    if (!name) return name.err();
+    if (!name->empty()) {
+      error err;
+      auto* m = find(*name, err);
+      if (!m) return err;
+      return model_json(*m);
+    }
+    json list = json::array();
+    std::vector<model const*> sorted;
+    for (auto const& [k, m] : models) sorted.push_back(&m);
+    std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->seq < b->seq; });
+    for (auto const* m : sorted) list.push_back(model_json(*m));
+    return json{{"version", "0.1.0"},
+                {"protocol_version", rpc::protocol_version},
+                {"pid", ::getpid()},
+                {"uptime_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()},
+                {"hub_cache", cfg.hub_cache},
+                {"state_dir", cfg.state_dir},
+                {"max_active", cfg.max_active},
+                {"limits", limits_json()},
+                {"origins", origins_json()},
+                {"models", list}};
+  }
+
+  result<json> m_ls(control_session& s, json const& p) {
+    auto all = m_status(s, p);
+    if (!all) return all;
+    return json{{"models", (*all)["models"]}};
+  }
+
+  result<json> m_add(control_session&, json const& p) {
+    auto name = string_param(p, "model", true);
+    if (!name) return name.err();
+    auto rev = string_param(p, "revision", false);
+    if (!rev) return rev.err();
+    auto spec = names.resolve(*name, *rev);
+    if (!spec) return spec.err();
+    auto it = models.find(spec->key());
+    if (it != models.end()) {
+      auto& m = it->second;
+      if (m.state == model_state::error) {
+        m.error.clear();
+        set_state(m, model_state::queued);
+        schedule();
+      } else if (m.state == model_state::complete) {
+        // Re-adding a complete model re-checks the store and repairs what is missing.
+        set_state(m, model_state::queued);
+        schedule();
+      }
+      return model_json(m);
+    }
+    model m(*spec);
+    m.seq = next_seq++;
+    auto const key = m.key();
+    models.emplace(key, std::move(m));
+    auto& ref = models.at(key);
+    set_state(ref, model_state::queued);
+    schedule();
+    return model_json(models.at(key));
+  }
+
+  result<json> m_pause(control_session&, json const& p) {
+    auto name = string_param(p, "model", true);
+    if (!name) return name.err();
+    error err;
+    auto* m = find(*name, err);
+    if (!m) return err;
+    if (m->state == model_state::queued || m->active()) {
+      fetcher->set_active(m->key(), false);
+      set_state(*m, model_state::paused);
+      schedule();
+    }
+    return model_json(*m);
+  }
+
+  result<json> m_resume(control_session&, json const& p) {
+    auto name = string_param(p, "model", true);
+    if (!name) return name.err();
+    error err;
+    auto* m = find(*name, err);
+    if (!m) return err;
+    if (m->state == model_state::paused || m->state == model_state::error) {
+      set_state(*m, model_state::queued);
+      schedule();
+    }
+    return model_json(*m);
+  }
+
+  result<json> m_rm(control_session&, json const& p) {
+    auto name = string_param(p, "model", true);
+    if (!name) return name.err();
+    error err;
+    auto* m = find(*name, err);
+    if (!m) return err;
+    auto const key = m->key();
+    auto const repo = m->spec.repo;
+    auto const commit = m->commit;
+    fetcher->unwant(key);
+    m->state = model_state::error;
+    m->error = "removed";
+    control->broadcast("model.removed", json{{"model", key}}, key);
+    models.erase(key);
+    bool const shared = commit && std::any_of(models.begin(), models.end(), [&](auto const& kv) {
+                          return kv.second.spec.repo == repo && kv.second.commit == commit;
+                        });
+    if (commit && !shared)
+      if (auto s = st.remove_snapshot(repo, *commit); !s) spdlog::warn("rm {}: {}", key, s.err().message);
+    save();
+    schedule();
+    return json{{"removed", key}};
+  }
+
+  result<json> m_path(control_session&, json const& p) {
+    auto name = string_param(p, "model", true);
+    if (!name) return name.err();
+    error err;
+    auto* m = find(*name, err);
+    if (!m) return err;
+    if (m->state != model_state::complete)
+      return make_error(errc::not_found, fmt::format("{} is not complete yet (state: {})", m->key(), to_string(m->state)));
+    return json{{"path", st.snapshot_dir(m->spec.repo, *m->commit).string()}};
+  }
+
+  json limits_json() const {
+    std::uint64_t total = 0;
+    for (std::size_t i = 0; i < origins->size(); ++i) total += (*origins)[i].bytes->load();
+    return json{{"download", to_string(download_cap)},
+                {"download_bytes_per_second", download_cap.bytes_per_second},
+                {"upload", "off"}};
+  }
+
+  result<json> m_limit(control_session&, json const& p) {
+    auto dir = string_param(p, "direction", false);
+    if (!dir) return dir.err();
+    if (dir->empty()) return limits_json();
+    if (*dir != "download")
+      return make_error(errc::invalid_argument,
+                        fmt::format("cannot limit '{}': only 'download' is supported until peers arrive", *dir));
+    auto rate = string_param(p, "rate", true);
+    if (!rate) return rate.err();
+    auto r = parse_rate(*rate, false);
+    if (!r) return r.err();
+    download_cap = *r;
+    http->set_download_limit(download_cap.bytes_per_second);
+    save_settings();
+    spdlog::info("download cap is now {}", to_string(download_cap));
+    return limits_json();
+  }
+
+  result<json> m_subscribe(control_session& session, json const& p) {
+    auto name = string_param(p, "model", false);
+    if (!name) return name.err();
+    if (name->empty()) {
+      session.subscribe(std::nullopt);
+      return json{{"subscribed", "*"}};
+    }
+    error err;
+    auto* m = find(*name, err);
+    if (!m) return err;
+    session.subscribe(m->key());
+    return json{{"subscribed", m->key()}, {"status", model_json(*m)}};
+  }
+
+  // ---- loop --------------------------------------------------------------------------------
+
+  void on_tick() {
+    auto const now = std::chrono::steady_clock::now();
+    double const dt = std::chrono::duration<double>(now - last_tick).count();
+    last_tick = now;
+    for (auto& [k, m] : models) {
+      if (!m.active()) continue;
+      auto j = model_json(m);
+      auto const done = j["bytes_done"].get<std::uint64_t>();
+      if (dt > 0) {
+        double const inst = done >= m.last_done ? static_cast<double>(done - m.last_done) / dt : 0;
+        m.rate = m.rate == 0 ? inst : 0.7 * m.rate + 0.3 * inst;
+      }
+      m.last_done = done;
+      control->broadcast("model.progress", model_json(m), m.key());
+    }
+    tick.expires_after(std::chrono::milliseconds(500));
+    tick.async_wait([this](boost::system::error_code ec) {
+      if (!ec && !stopping) on_tick();
+    });
+  }
+
+  void wait_signal() {
+    signals.async_wait([this](boost::system::error_code ec, int sig) {
+      if (ec) return;
+      if (sig == SIGHUP) {
+        spdlog::warn("SIGHUP: live reload is not supported yet; restart the daemon to apply config changes");
+        return wait_signal();
+      }
+      spdlog::info("{} received; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+      shutdown();
+    });
+  }
+
+  void shutdown() {
+    if (stopping) return;
+    stopping = true;
+    sd_notify(0, "STOPPING=1");
+    control->close();
+    fetcher->shutdown();
+    save();
+    tick.cancel();
+    signals.cancel();
+    http->stop();
+    hasher->stop();
+    io.stop();
+  }
+
+  int run() {
+    if (auto s = st.init(); !s) {
+      spdlog::critical("{}", s.err().message);
+      return static_cast<int>(s.err().code);
+    }
+    auto pool = origin_pool::make(cfg.origins);
+    if (!pool) {
+      spdlog::critical("{}", pool.err().message);
+      return static_cast<int>(errc::config);
+    }
+    origins = std::make_unique<origin_pool>(std::move(*pool));
+    http = std::make_unique<http_engine>();
+    hasher = std::make_unique<hash_worker>();
+    resolver = std::make_unique<manifest_resolver>(io, *http, *origins, cfg.max_attempts_per_origin, cfg.http_timeout);
+    fetch_settings fs{cfg.connections_per_origin, cfg.chunk_size, cfg.max_attempts_per_origin, cfg.http_timeout};
+    fetcher = std::make_unique<blob_fetcher>(io, *http, *hasher, st, *origins, fs,
+                                             [this](blob_id const& b, status const& s, std::uint64_t n) { on_blob_done(b, s, n); });
+    control = std::make_unique<control_server>(io, cfg.socket, [this](control_session& s, rpc::request const& r) {
+      return dispatch(s, r);
+    });
+    if (auto s = load(); !s) {
+      spdlog::critical("{}", s.err().message);
+      return static_cast<int>(s.err().code);
+    }
+    http->set_download_limit(download_cap.bytes_per_second);
+    if (auto s = control->listen(); !s) {
+      spdlog::critical("{}", s.err().message);
+      return static_cast<int>(s.err().code);
+    }
+    wait_signal();
+    spdlog::info("voxd-daemon ready: socket {}, store {}, {} origin(s), download cap {}", cfg.socket, cfg.hub_cache,
+                 origins->size(), to_string(download_cap));
+    sd_notify(0, "READY=1\nSTATUS=ready");
+    schedule();
+    on_tick();
+    io.run();
+    spdlog::info("stopped");
+    return exit_code;
+  }
+};
+
+daemon::daemon(config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
+daemon::~daemon() = default;
+int daemon::run() { return impl_->run(); }
+
+}  // namespace voxd
