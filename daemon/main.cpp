@@ -1,8 +1,8 @@
 // voxd-daemon: thin entry point; all logic lives in the voxd_daemon library.
-#include <CLI/CLI.hpp>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
+#include <CLI/CLI.hpp>
 
 #include <csignal>
 #include <iostream>
@@ -15,9 +15,12 @@ int main(int argc, char** argv) {
   std::string config_path;
   bool check_only = false, print_default = false, print_reference = false;
   app.add_option("-c,--config", config_path, "YAML configuration file");
-  app.add_flag("--check-config", check_only, "Validate the configuration and exit (non-zero on errors)");
-  app.add_flag("--print-default-config", print_default, "Print a commented configuration with every default");
-  app.add_flag("--print-config-reference", print_reference, "Print the configuration reference (Markdown)");
+  app.add_flag("--check-config", check_only,
+               "Validate the configuration and exit (non-zero on errors)");
+  app.add_flag("--print-default-config", print_default,
+               "Print a commented configuration with every default");
+  app.add_flag("--print-config-reference", print_reference,
+               "Print the configuration reference (Markdown)");
   CLI11_PARSE(app, argc, argv);
 
   if (print_default) {
@@ -32,7 +35,8 @@ int main(int argc, char** argv) {
   auto cfg = config_path.empty() ? voxd::result<voxd::config>(voxd::default_config())
                                  : voxd::load_config(config_path, errors);
   if (!cfg) {
-    for (auto const& e : errors) std::cerr << e.format() << "\n";
+    for (const auto& e : errors)
+      std::cerr << e.format() << "\n";
     return static_cast<int>(voxd::errc::config);
   }
   voxd::finalize_config(*cfg);
@@ -50,7 +54,7 @@ int main(int argc, char** argv) {
   try {
     voxd::daemon d(std::move(*cfg));
     return d.run();
-  } catch (std::exception const& e) {
+  } catch (const std::exception& e) {
     spdlog::critical("cannot start: {}", e.what());
     return static_cast<int>(voxd::errc::failure);
   }

@@ -1,9 +1,9 @@
 #include "voxd/cli/cli.hpp"
 
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
+#include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cstdlib>
@@ -21,38 +21,48 @@ using namespace std::chrono_literals;
 constexpr auto call_timeout = 30s;
 
 std::string default_socket() {
-  if (char const* s = std::getenv("VOXD_SOCKET"); s && *s) return s;
+  if (const char* s = std::getenv("VOXD_SOCKET"); s && *s) return s;
   return "/run/voxd/voxd.sock";
 }
 
-int fail(error const& e) {
+int fail(const error& e) {
   std::cerr << "voxd: " << e.message << "\n";
   return static_cast<int>(e.code);
 }
 
-std::uint64_t u64(json const& j, char const* k) { return j.contains(k) && j[k].is_number() ? j[k].get<std::uint64_t>() : 0; }
-double dbl(json const& j, char const* k) { return j.contains(k) && j[k].is_number() ? j[k].get<double>() : 0.0; }
-std::string str(json const& j, char const* k) { return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : ""; }
-
-double percent(json const& m) {
-  auto const total = u64(m, "bytes_total");
-  if (str(m, "state") == "complete") return 100;
-  return total == 0 ? 0 : 100.0 * static_cast<double>(u64(m, "bytes_done")) / static_cast<double>(total);
+std::uint64_t u64(const json& j, const char* k) {
+  return j.contains(k) && j[k].is_number() ? j[k].get<std::uint64_t>() : 0;
+}
+double dbl(const json& j, const char* k) {
+  return j.contains(k) && j[k].is_number() ? j[k].get<double>() : 0.0;
+}
+std::string str(const json& j, const char* k) {
+  return j.contains(k) && j[k].is_string() ? j[k].get<std::string>() : "";
 }
 
-std::string progress_text(json const& m, int width) {
-  auto const state = str(m, "state");
-  auto const pct = percent(m);
-  auto const rate = dbl(m, "rate");
+double percent(const json& m) {
+  const auto total = u64(m, "bytes_total");
+  if (str(m, "state") == "complete") return 100;
+  return total == 0
+             ? 0
+             : 100.0 * static_cast<double>(u64(m, "bytes_done")) / static_cast<double>(total);
+}
+
+std::string progress_text(const json& m, int width) {
+  const auto state = str(m, "state");
+  const auto pct = percent(m);
+  const auto rate = dbl(m, "rate");
   std::string eta = m.contains("eta_seconds") ? format_duration(dbl(m, "eta_seconds")) : "--:--";
-  auto tail = fmt::format(" {:5.1f}% {}/{}  {}  ETA {}  origin {}  peers {}", pct, format_bytes(u64(m, "bytes_done")),
-                          format_bytes(u64(m, "bytes_total")), format_rate(rate), eta,
-                          format_bytes(u64(m, "bytes_from_origin")), format_bytes(u64(m, "bytes_from_peers")));
+  auto tail = fmt::format(" {:5.1f}% {}/{}  {}  ETA {}  origin {}  peers {}", pct,
+                          format_bytes(u64(m, "bytes_done")), format_bytes(u64(m, "bytes_total")),
+                          format_rate(rate), eta, format_bytes(u64(m, "bytes_from_origin")),
+                          format_bytes(u64(m, "bytes_from_peers")));
   if (state != "downloading") tail = fmt::format(" {} {}", state, tail);
-  int const bar_width = std::max(10, width - static_cast<int>(tail.size()) - 3);
-  int const filled = static_cast<int>(pct / 100.0 * bar_width);
+  const int bar_width = std::max(10, width - static_cast<int>(tail.size()) - 3);
+  const int filled = static_cast<int>(pct / 100.0 * bar_width);
   std::string bar = "[";
-  for (int i = 0; i < bar_width; ++i) bar += i < filled ? "#" : (i == filled ? ">" : ".");
+  for (int i = 0; i < bar_width; ++i)
+    bar += i < filled ? "#" : (i == filled ? ">" : ".");
   bar += "]";
   return bar + tail;
 }
@@ -63,41 +73,45 @@ int terminal_width() {
   return 100;
 }
 
-result<rpc::client*> connect(rpc::client& c, std::string const& socket) {
+result<rpc::client*> connect(rpc::client& c, const std::string& socket) {
   if (auto s = c.connect(socket, 5s); !s) return s.err();
   return &c;
 }
 
 int wait_for(rpc::client& c, json model) {
-  auto const key = str(model, "model");
+  const auto key = str(model, "model");
   auto sub = c.call("subscribe", {{"model", key}}, call_timeout);
   if (!sub) return fail(sub.err());
   model = (*sub)["status"];
-  bool const tty = ::isatty(STDOUT_FILENO) == 1;
+  const bool tty = ::isatty(STDOUT_FILENO) == 1;
   auto last_print = std::chrono::steady_clock::now() - 1h;
   std::string last_state;
   int last_decile = -1;
   for (;;) {
-    auto const state = str(model, "state");
+    const auto state = str(model, "state");
     if (state == "complete") {
       if (tty) std::cout << "\r\033[K";
-      std::cout << fmt::format("{} complete: {} in {}\n", key, format_bytes(u64(model, "bytes_total")), str(model, "path"));
+      std::cout << fmt::format("{} complete: {} in {}\n", key,
+                               format_bytes(u64(model, "bytes_total")), str(model, "path"));
       return 0;
     }
     if (state == "error") {
       if (tty) std::cout << "\r\033[K" << std::flush;
-      return fail(make_error(errc::download_failed, fmt::format("{}: {}", key, str(model, "error"))));
+      return fail(
+          make_error(errc::download_failed, fmt::format("{}: {}", key, str(model, "error"))));
     }
-    auto const now = std::chrono::steady_clock::now();
+    const auto now = std::chrono::steady_clock::now();
     if (tty) {
       std::cout << "\r\033[K" << progress_text(model, terminal_width()) << std::flush;
     } else {
       // Plain lines for logs: on state changes, every 10%, and at most every 5 s otherwise.
-      int const decile = static_cast<int>(percent(model) / 10);
+      const int decile = static_cast<int>(percent(model) / 10);
       if (state != last_state || decile != last_decile || now - last_print >= 5s) {
-        std::cout << fmt::format("{} {} {:.1f}% {}/{} {} origin {} peers {}\n", key, state, percent(model),
-                                 format_bytes(u64(model, "bytes_done")), format_bytes(u64(model, "bytes_total")),
-                                 format_rate(dbl(model, "rate")), format_bytes(u64(model, "bytes_from_origin")),
+        std::cout << fmt::format("{} {} {:.1f}% {}/{} {} origin {} peers {}\n", key, state,
+                                 percent(model), format_bytes(u64(model, "bytes_done")),
+                                 format_bytes(u64(model, "bytes_total")),
+                                 format_rate(dbl(model, "rate")),
+                                 format_bytes(u64(model, "bytes_from_origin")),
                                  format_bytes(u64(model, "bytes_from_peers")))
                   << std::flush;
         last_print = now;
@@ -107,7 +121,8 @@ int wait_for(rpc::client& c, json model) {
     }
     auto msg = c.next_notification(60s);
     if (!msg) {
-      if (msg.err().code != errc::daemon_unreachable || msg.err().message.find("timed out") == std::string::npos) {
+      if (msg.err().code != errc::daemon_unreachable ||
+          msg.err().message.find("timed out") == std::string::npos) {
         if (tty) std::cout << "\n";
         return fail(msg.err());
       }
@@ -119,40 +134,46 @@ int wait_for(rpc::client& c, json model) {
     }
     if (*msg->method == "model.removed") {
       if (tty) std::cout << "\n";
-      return fail(make_error(errc::cancelled, fmt::format("{} was removed while waiting for it", key)));
+      return fail(
+          make_error(errc::cancelled, fmt::format("{} was removed while waiting for it", key)));
     }
     if (msg->params.is_object() && str(msg->params, "model") == key) model = msg->params;
   }
 }
 
-void print_status_table(json const& st) {
-  std::cout << fmt::format("voxd-daemon {} (protocol {}), up {}, download cap {}\n", str(st, "version"),
-                           str(st, "protocol_version"), format_duration(dbl(st, "uptime_seconds")),
+void print_status_table(const json& st) {
+  std::cout << fmt::format("voxd-daemon {} (protocol {}), up {}, download cap {}\n",
+                           str(st, "version"), str(st, "protocol_version"),
+                           format_duration(dbl(st, "uptime_seconds")),
                            str(st["limits"], "download"));
-  for (auto const& o : st["origins"])
-    std::cout << fmt::format("origin {}  {}  {} received{}\n", str(o, "url"), o.value("healthy", false) ? "ok" : "backing off",
-                             format_bytes(u64(o, "bytes")),
-                             str(o, "last_error").empty() ? "" : "  last error: " + str(o, "last_error"));
+  for (const auto& o : st["origins"])
+    std::cout << fmt::format(
+        "origin {}  {}  {} received{}\n", str(o, "url"),
+        o.value("healthy", false) ? "ok" : "backing off", format_bytes(u64(o, "bytes")),
+        str(o, "last_error").empty() ? "" : "  last error: " + str(o, "last_error"));
   if (st["models"].empty()) {
     std::cout << "no models; add one with `voxd add MODEL`\n";
     return;
   }
   std::cout << fmt::format("{:<40} {:<12} {:>18} {:>11}\n", "MODEL", "STATE", "PROGRESS", "RATE");
-  for (auto const& m : st["models"])
-    std::cout << fmt::format("{:<40} {:<12} {:>18} {:>11}\n", str(m, "model"), str(m, "state"),
-                             fmt::format("{:.0f}% of {}", percent(m), format_bytes(u64(m, "bytes_total"))),
-                             str(m, "state") == "downloading" ? format_rate(dbl(m, "rate")) : "");
+  for (const auto& m : st["models"])
+    std::cout << fmt::format(
+        "{:<40} {:<12} {:>18} {:>11}\n", str(m, "model"), str(m, "state"),
+        fmt::format("{:.0f}% of {}", percent(m), format_bytes(u64(m, "bytes_total"))),
+        str(m, "state") == "downloading" ? format_rate(dbl(m, "rate")) : "");
 }
 
-void print_model(json const& m) {
+void print_model(const json& m) {
   std::cout << fmt::format("model:      {}\nstate:      {}\n", str(m, "model"), str(m, "state"));
   if (!str(m, "alias").empty()) std::cout << fmt::format("alias:      {}\n", str(m, "alias"));
   if (!str(m, "commit").empty()) std::cout << fmt::format("commit:     {}\n", str(m, "commit"));
-  std::cout << fmt::format("progress:   {:.1f}% ({} of {}, {} of {} files)\n", percent(m), format_bytes(u64(m, "bytes_done")),
-                           format_bytes(u64(m, "bytes_total")), u64(m, "files_done"), u64(m, "files_total"));
+  std::cout << fmt::format("progress:   {:.1f}% ({} of {}, {} of {} files)\n", percent(m),
+                           format_bytes(u64(m, "bytes_done")), format_bytes(u64(m, "bytes_total")),
+                           u64(m, "files_done"), u64(m, "files_total"));
   std::cout << fmt::format("rate:       {}\n", format_rate(dbl(m, "rate")));
-  std::cout << fmt::format("origins:    {}\npeers:      {}\nuploaded:   {}\n", format_bytes(u64(m, "bytes_from_origin")),
-                           format_bytes(u64(m, "bytes_from_peers")), format_bytes(u64(m, "bytes_uploaded")));
+  std::cout << fmt::format(
+      "origins:    {}\npeers:      {}\nuploaded:   {}\n", format_bytes(u64(m, "bytes_from_origin")),
+      format_bytes(u64(m, "bytes_from_peers")), format_bytes(u64(m, "bytes_uploaded")));
   if (!str(m, "path").empty()) std::cout << fmt::format("path:       {}\n", str(m, "path"));
   if (!str(m, "error").empty()) std::cout << fmt::format("error:      {}\n", str(m, "error"));
 }
@@ -163,14 +184,18 @@ int run(int argc, char** argv) {
   CLI::App app{"voxd: get models onto this machine fast, verified, into the Hugging Face cache"};
   app.require_subcommand(1);
   std::string socket = default_socket();
-  app.add_option("--socket", socket, "Daemon control socket (default: $VOXD_SOCKET or /run/voxd/voxd.sock)");
+  app.add_option("--socket", socket,
+                 "Daemon control socket (default: $VOXD_SOCKET or /run/voxd/voxd.sock)");
 
   std::string model, revision, direction, rate;
   bool detach = false, as_json = false;
 
-  auto* add = app.add_subcommand("add", "Fetch a model; waits with a progress bar until it is complete and verified");
-  add->add_option("MODEL", model, "Alias (voxcpm-1.5) or repository (org/name[@revision])")->required();
-  add->add_option("-r,--revision", revision, "Branch, tag or commit (default: the alias's, else main)");
+  auto* add = app.add_subcommand(
+      "add", "Fetch a model; waits with a progress bar until it is complete and verified");
+  add->add_option("MODEL", model, "Alias (voxcpm-1.5) or repository (org/name[@revision])")
+      ->required();
+  add->add_option("-r,--revision", revision,
+                  "Branch, tag or commit (default: the alias's, else main)");
   add->add_flag("-d,--detach", detach, "Queue the model and return at once");
 
   auto* ls = app.add_subcommand("ls", "List the daemon's models");
@@ -184,19 +209,22 @@ int run(int argc, char** argv) {
   pause->add_option("MODEL", model)->required();
   auto* resume = app.add_subcommand("resume", "Resume a paused or failed model");
   resume->add_option("MODEL", model)->required();
-  auto* rm = app.add_subcommand("rm", "Remove a model from the queue and the store (shared blobs stay)");
+  auto* rm =
+      app.add_subcommand("rm", "Remove a model from the queue and the store (shared blobs stay)");
   rm->add_option("MODEL", model)->required();
   auto* path = app.add_subcommand("path", "Print a complete model's snapshot directory");
   path->add_option("MODEL", model)->required();
 
-  auto* limit = app.add_subcommand("limit", "Show the rate caps, or set one: voxd limit download 20MB/s|off");
-  limit->add_option("DIRECTION", direction, "download")->check(CLI::IsMember({"download", "upload"}));
+  auto* limit =
+      app.add_subcommand("limit", "Show the rate caps, or set one: voxd limit download 20MB/s|off");
+  limit->add_option("DIRECTION", direction, "download")
+      ->check(CLI::IsMember({"download", "upload"}));
   limit->add_option("RATE", rate, "A rate such as 20MB/s, 200Mbit, or off");
 
   try {
     app.parse(argc, argv);
-  } catch (CLI::ParseError const& e) {
-    int const code = app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
     return code == 0 ? 0 : static_cast<int>(errc::usage);
   }
 
@@ -204,7 +232,9 @@ int run(int argc, char** argv) {
   auto c = connect(client, socket);
   if (!c) return fail(c.err());
 
-  auto call = [&](std::string_view method, json params) { return client.call(method, std::move(params), call_timeout); };
+  auto call = [&](std::string_view method, json params) {
+    return client.call(method, std::move(params), call_timeout);
+  };
 
   if (add->parsed()) {
     json params{{"model", model}};
@@ -225,7 +255,7 @@ int run(int argc, char** argv) {
     if (as_json) {
       std::cout << r->dump(2) << "\n";
     } else if (ls->parsed()) {
-      for (auto const& m : (*r)["models"])
+      for (const auto& m : (*r)["models"])
         std::cout << fmt::format("{:<40} {:<12} {:>10}  {}\n", str(m, "model"), str(m, "state"),
                                  format_bytes(u64(m, "bytes_total")), str(m, "path"));
     } else if (!model.empty()) {
@@ -239,8 +269,10 @@ int run(int argc, char** argv) {
     if (!sub->parsed()) continue;
     auto r = call(sub->get_name(), {{"model", model}});
     if (!r) return fail(r.err());
-    if (sub == rm) std::cout << fmt::format("removed {}\n", str(*r, "removed"));
-    else std::cout << fmt::format("{} {}\n", str(*r, "model"), str(*r, "state"));
+    if (sub == rm)
+      std::cout << fmt::format("removed {}\n", str(*r, "removed"));
+    else
+      std::cout << fmt::format("{} {}\n", str(*r, "model"), str(*r, "state"));
     return 0;
   }
   if (path->parsed()) {
@@ -252,12 +284,15 @@ int run(int argc, char** argv) {
   if (limit->parsed()) {
     json params = json::object();
     if (!direction.empty()) {
-      if (rate.empty()) return fail(make_error(errc::usage, fmt::format("limit {} needs a RATE (or off)", direction)));
+      if (rate.empty())
+        return fail(
+            make_error(errc::usage, fmt::format("limit {} needs a RATE (or off)", direction)));
       params = {{"direction", direction}, {"rate", rate}};
     }
     auto r = call("limit", params);
     if (!r) return fail(r.err());
-    std::cout << fmt::format("download: {}\nupload:   {}\n", str(*r, "download"), str(*r, "upload"));
+    std::cout << fmt::format("download: {}\nupload:   {}\n", str(*r, "download"),
+                             str(*r, "upload"));
     return 0;
   }
   return static_cast<int>(errc::usage);

@@ -18,9 +18,9 @@
 namespace voxd {
 namespace {
 
-using load_fn = std::function<std::optional<std::string>(config&, YAML::Node const&,
-                                                         std::string const& base_dir)>;
-using show_fn = std::function<std::string(config const&)>;
+using load_fn = std::function<std::optional<std::string>(config&, const YAML::Node&,
+                                                         const std::string& base_dir)>;
+using show_fn = std::function<std::string(const config&)>;
 
 struct field {
   std::string_view key;
@@ -30,18 +30,23 @@ struct field {
   show_fn show;
 };
 
-std::optional<std::string> want_scalar(YAML::Node const& n, std::string_view type) {
-  if (!n.IsScalar()) return fmt::format("expected {}, got a {}", type, n.IsMap() ? "map" : n.IsSequence() ? "list" : "null value");
+std::optional<std::string> want_scalar(const YAML::Node& n, std::string_view type) {
+  if (!n.IsScalar())
+    return fmt::format("expected {}, got a {}", type,
+                       n.IsMap()        ? "map"
+                       : n.IsSequence() ? "list"
+                                        : "null value");
   return std::nullopt;
 }
 
-std::string resolve_path(std::string const& p, std::string const& base_dir) {
+std::string resolve_path(const std::string& p, const std::string& base_dir) {
   if (p.empty() || p.front() == '/' || base_dir.empty()) return p;
   return (std::filesystem::path(base_dir) / p).lexically_normal().string();
 }
 
 load_fn path_loader(std::string config::*member) {
-  return [member](config& c, YAML::Node const& n, std::string const& base) -> std::optional<std::string> {
+  return [member](config& c, const YAML::Node& n,
+                  const std::string& base) -> std::optional<std::string> {
     if (auto e = want_scalar(n, "a path")) return e;
     auto const v = n.Scalar();
     if (v.empty()) return "path must not be empty";
@@ -52,7 +57,8 @@ load_fn path_loader(std::string config::*member) {
 }
 
 load_fn int_loader(int config::*member, int lo, int hi) {
-  return [member, lo, hi](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
+  return [member, lo, hi](config& c, const YAML::Node& n,
+                          const std::string&) -> std::optional<std::string> {
     if (auto e = want_scalar(n, "an integer")) return e;
     auto const& s = n.Scalar();
     int v = 0;
@@ -65,8 +71,8 @@ load_fn int_loader(int config::*member, int lo, int hi) {
   };
 }
 
-std::vector<field> const& fields() {
-  static std::vector<field> const table = [] {
+const std::vector<field>& fields() {
+  static const std::vector<field> table = [] {
     std::vector<field> t;
     t.push_back({"socket", "path",
                  "Control socket. Default: $RUNTIME_DIRECTORY/voxd.sock, else /run/voxd/voxd.sock. "
@@ -79,8 +85,9 @@ std::vector<field> const& fields() {
     t.push_back({"hub_cache", "path",
                  "Hugging Face cache root where finished models appear (point HF_HUB_CACHE here). "
                  "Default: <state_dir>/hub.",
-                 path_loader(&config::hub_cache),
-                 [](config const& c) { return c.hub_cache.empty() ? std::string("<state_dir>/hub") : c.hub_cache; }});
+                 path_loader(&config::hub_cache), [](config const& c) {
+                   return c.hub_cache.empty() ? std::string("<state_dir>/hub") : c.hub_cache;
+                 }});
     t.push_back(
         {"origins", "list of {url, token_file}",
          "Hub-compatible origins, tried in this order with failover. token_file holds a bearer "
@@ -90,7 +97,8 @@ std::vector<field> const& fields() {
            if (n.size() == 0) return std::string("at least one origin is needed");
            std::vector<origin_config> out;
            for (auto const& item : n) {
-             auto const where = fmt::format("origin {} (line {})", out.size() + 1, item.Mark().line + 1);
+             auto const where =
+                 fmt::format("origin {} (line {})", out.size() + 1, item.Mark().line + 1);
              if (item.IsScalar()) {
                if (auto s = validate_origin_url(item.Scalar()); !s)
                  return fmt::format("{}: {}", where, s.err().message);
@@ -105,7 +113,8 @@ std::vector<field> const& fields() {
                  if (!kv.second.IsScalar()) return fmt::format("{}: url: expected a string", where);
                  o.url = kv.second.Scalar();
                } else if (k == "token_file") {
-                 if (!kv.second.IsScalar()) return fmt::format("{}: token_file: expected a path", where);
+                 if (!kv.second.IsScalar())
+                   return fmt::format("{}: token_file: expected a path", where);
                  o.token_file = resolve_path(kv.second.Scalar(), base);
                } else {
                  return fmt::format("{}: unknown key '{}' (known: url, token_file)", where, k);
@@ -121,7 +130,8 @@ std::vector<field> const& fields() {
          },
          [](config const& c) {
            std::string s;
-           for (auto const& o : c.origins) s += (s.empty() ? "" : ", ") + o.url;
+           for (auto const& o : c.origins)
+             s += (s.empty() ? "" : ", ") + o.url;
            return s;
          }});
     t.push_back(
@@ -133,7 +143,8 @@ std::vector<field> const& fields() {
            std::map<std::string, model_alias> out;
            for (auto const& kv : n) {
              auto const alias = kv.first.as<std::string>();
-             if (alias.empty() || alias.find('/') != std::string::npos || alias.find('@') != std::string::npos)
+             if (alias.empty() || alias.find('/') != std::string::npos ||
+                 alias.find('@') != std::string::npos)
                return fmt::format("alias '{}' must be non-empty and contain no '/' or '@'", alias);
              if (out.count(alias)) return fmt::format("alias '{}' is defined twice", alias);
              model_alias m;
@@ -143,39 +154,47 @@ std::vector<field> const& fields() {
                for (auto const& f : kv.second) {
                  auto const k = f.first.as<std::string>();
                  if (!f.second.IsScalar()) return fmt::format("{}.{}: expected a string", alias, k);
-                 if (k == "repo") m.repo = f.second.Scalar();
-                 else if (k == "revision") m.revision = f.second.Scalar();
-                 else return fmt::format("{}: unknown key '{}' (known: repo, revision)", alias, k);
+                 if (k == "repo")
+                   m.repo = f.second.Scalar();
+                 else if (k == "revision")
+                   m.revision = f.second.Scalar();
+                 else
+                   return fmt::format("{}: unknown key '{}' (known: repo, revision)", alias, k);
                }
              } else {
                return fmt::format("{}: expected {{repo, revision}}", alias);
              }
-             if (auto r = repo_id::parse(m.repo); !r) return fmt::format("{}: {}", alias, r.err().message);
-             if (auto r = validate_revision(m.revision); !r) return fmt::format("{}: {}", alias, r.err().message);
+             if (auto r = repo_id::parse(m.repo); !r)
+               return fmt::format("{}: {}", alias, r.err().message);
+             if (auto r = validate_revision(m.revision); !r)
+               return fmt::format("{}: {}", alias, r.err().message);
              out.emplace(alias, std::move(m));
            }
            c.models = std::move(out);
            return std::nullopt;
          },
-         [](config const& c) { return c.models.empty() ? std::string("{}") : fmt::format("{} aliases", c.models.size()); }});
-    t.push_back({"max_active", "integer", "How many models download at once; the rest wait in the queue.",
+         [](config const& c) {
+           return c.models.empty() ? std::string("{}") : fmt::format("{} aliases", c.models.size());
+         }});
+    t.push_back({"max_active", "integer",
+                 "How many models download at once; the rest wait in the queue.",
                  int_loader(&config::max_active, 1, 64),
                  [](config const& c) { return std::to_string(c.max_active); }});
-    t.push_back({"connections_per_origin", "integer",
-                 "Parallel HTTP range requests per origin.",
+    t.push_back({"connections_per_origin", "integer", "Parallel HTTP range requests per origin.",
                  int_loader(&config::connections_per_origin, 1, 64),
                  [](config const& c) { return std::to_string(c.connections_per_origin); }});
-    t.push_back({"chunk_size", "size",
-                 "Size of one range request; also the unit of resume after a crash.",
-                 [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
-                   if (auto e = want_scalar(n, "a size")) return e;
-                   auto v = parse_size(n.Scalar());
-                   if (!v) return v.err().message;
-                   if (*v < (256u << 10) || *v > (1ull << 30)) return fmt::format("'{}' must be between 256KiB and 1GiB", n.Scalar());
-                   c.chunk_size = *v;
-                   return std::nullopt;
-                 },
-                 [](config const& c) { return format_bytes(c.chunk_size); }});
+    t.push_back(
+        {"chunk_size", "size", "Size of one range request; also the unit of resume after a crash.",
+         [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
+           if (auto e = want_scalar(n, "a size")) return e;
+           auto v = parse_size(n.Scalar());
+           if (!v) return v.err().message;
+           if (*v < (256u << 10) || *v > (1ull << 30))
+             return fmt::format("'{}' must be between 256KiB and 1GiB", n.Scalar());
+           c.chunk_size = *v;
+           return std::nullopt;
+         },
+         [](config const& c) { return format_bytes(c.chunk_size); }});
     t.push_back({"max_attempts_per_origin", "integer",
                  "Failed or corrupt attempts at one file an origin is allowed before voxd stops "
                  "asking it for that file.",
@@ -185,62 +204,66 @@ std::vector<field> const& fields() {
                  "A request that makes no progress for this long is abandoned and retried.",
                  int_loader(&config::http_timeout, 1, 3600),
                  [](config const& c) { return std::to_string(c.http_timeout); }});
-    t.push_back({"bandwidth.download_cap", "rate",
-                 "Cap on the total download rate from origins: off, or a rate such as 20MB/s or "
-                 "200Mbit. `voxd limit download` overrides it at run time.",
-                 [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
-                   if (auto e = want_scalar(n, "a rate")) return e;
-                   auto v = parse_rate(n.Scalar(), false);
-                   if (!v) return v.err().message;
-                   c.download_cap = *v;
-                   return std::nullopt;
-                 },
-                 [](config const& c) { return to_string(c.download_cap); }});
-    t.push_back({"log_level", "string", "One of trace, debug, info, warn, error.",
-                 [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
-                   if (auto e = want_scalar(n, "a log level")) return e;
-                   static std::set<std::string> const levels{"trace", "debug", "info", "warn", "error"};
-                   if (!levels.count(n.Scalar()))
-                     return fmt::format("'{}' is not one of trace, debug, info, warn, error", n.Scalar());
-                   c.log_level = n.Scalar();
-                   return std::nullopt;
-                 },
-                 [](config const& c) { return c.log_level; }});
+    t.push_back(
+        {"bandwidth.download_cap", "rate",
+         "Cap on the total download rate from origins: off, or a rate such as 20MB/s or "
+         "200Mbit. `voxd limit download` overrides it at run time.",
+         [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
+           if (auto e = want_scalar(n, "a rate")) return e;
+           auto v = parse_rate(n.Scalar(), false);
+           if (!v) return v.err().message;
+           c.download_cap = *v;
+           return std::nullopt;
+         },
+         [](config const& c) { return to_string(c.download_cap); }});
+    t.push_back(
+        {"log_level", "string", "One of trace, debug, info, warn, error.",
+         [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
+           if (auto e = want_scalar(n, "a log level")) return e;
+           static std::set<std::string> const levels{"trace", "debug", "info", "warn", "error"};
+           if (!levels.count(n.Scalar()))
+             return fmt::format("'{}' is not one of trace, debug, info, warn, error", n.Scalar());
+           c.log_level = n.Scalar();
+           return std::nullopt;
+         },
+         [](config const& c) { return c.log_level; }});
     return t;
   }();
   return table;
 }
 
-std::string env_or(char const* name, std::string fallback) {
-  char const* v = std::getenv(name);
+std::string env_or(const char* name, std::string fallback) {
+  const char* v = std::getenv(name);
   return v && *v ? std::string(v) : fallback;
 }
 
-void walk(config& c, YAML::Node const& map, std::string const& prefix, std::string const& file,
-          std::string const& base_dir, std::vector<config_error>& errors) {
+void walk(config& c, const YAML::Node& map, const std::string& prefix, const std::string& file,
+          const std::string& base_dir, std::vector<config_error>& errors) {
   std::set<std::string> seen;
-  for (auto const& kv : map) {
-    auto const mark = kv.first.Mark();
+  for (const auto& kv : map) {
+    const auto mark = kv.first.Mark();
     if (!kv.first.IsScalar()) {
       errors.push_back({file, mark.line + 1, mark.column + 1, prefix, "keys must be strings"});
       continue;
     }
-    auto const name = kv.first.Scalar();
-    auto const key = prefix.empty() ? name : prefix + "." + name;
+    const auto name = kv.first.Scalar();
+    const auto key = prefix.empty() ? name : prefix + "." + name;
     if (!seen.insert(name).second) {
       errors.push_back({file, mark.line + 1, mark.column + 1, key, "key appears twice"});
       continue;
     }
-    auto const& table = fields();
-    auto const it = std::find_if(table.begin(), table.end(), [&](field const& f) { return f.key == key; });
+    const auto& table = fields();
+    const auto it =
+        std::find_if(table.begin(), table.end(), [&](const field& f) { return f.key == key; });
     if (it != table.end()) {
-      auto const vmark = kv.second.Mark();
+      const auto vmark = kv.second.Mark();
       if (auto err = it->load(c, kv.second, base_dir))
         errors.push_back({file, vmark.line + 1, vmark.column + 1, key, *err});
       continue;
     }
-    bool const is_section = std::any_of(table.begin(), table.end(), [&](field const& f) {
-      return f.key.size() > key.size() && f.key.substr(0, key.size()) == key && f.key[key.size()] == '.';
+    const bool is_section = std::any_of(table.begin(), table.end(), [&](const field& f) {
+      return f.key.size() > key.size() && f.key.substr(0, key.size()) == key &&
+             f.key[key.size()] == '.';
     });
     if (is_section && kv.second.IsMap()) {
       walk(c, kv.second, key, file, base_dir, errors);
@@ -248,12 +271,14 @@ void walk(config& c, YAML::Node const& map, std::string const& prefix, std::stri
       continue;
     } else {
       std::string known;
-      for (auto const& f : table) {
-        auto const k = std::string(f.key);
-        if (prefix.empty() || k.rfind(prefix + ".", 0) == 0) known += (known.empty() ? "" : ", ") + k;
+      for (const auto& f : table) {
+        const auto k = std::string(f.key);
+        if (prefix.empty() || k.rfind(prefix + ".", 0) == 0)
+          known += (known.empty() ? "" : ", ") + k;
       }
-      errors.push_back({file, mark.line + 1, mark.column + 1, key,
-                        is_section ? "expected a map" : fmt::format("unknown key (known keys: {})", known)});
+      errors.push_back(
+          {file, mark.line + 1, mark.column + 1, key,
+           is_section ? "expected a map" : fmt::format("unknown key (known keys: {})", known)});
     }
   }
 }
@@ -262,21 +287,24 @@ void walk(config& c, YAML::Node const& map, std::string const& prefix, std::stri
 
 std::string config_error::format() const {
   if (line == 0) return fmt::format("{}: {}: {}", file, key, message);
-  return fmt::format("{}:{}:{}: {}: {}", file, line, column, key.empty() ? "(document)" : key, message);
+  return fmt::format("{}:{}:{}: {}: {}", file, line, column, key.empty() ? "(document)" : key,
+                     message);
 }
 
 std::vector<config_field_info> config_fields() {
   std::vector<config_field_info> out;
-  for (auto const& f : fields()) out.push_back({f.key, f.type, f.help});
+  for (const auto& f : fields())
+    out.push_back({f.key, f.type, f.help});
   return out;
 }
 
 config default_config() {
   config c;
-  auto const runtime = env_or("RUNTIME_DIRECTORY", "");
+  const auto runtime = env_or("RUNTIME_DIRECTORY", "");
   // systemd may pass several directories separated by ':'; the first is ours.
-  c.socket = runtime.empty() ? "/run/voxd/voxd.sock" : runtime.substr(0, runtime.find(':')) + "/voxd.sock";
-  auto const state = env_or("STATE_DIRECTORY", "/var/lib/voxd");
+  c.socket =
+      runtime.empty() ? "/run/voxd/voxd.sock" : runtime.substr(0, runtime.find(':')) + "/voxd.sock";
+  const auto state = env_or("STATE_DIRECTORY", "/var/lib/voxd");
   c.state_dir = state.substr(0, state.find(':'));
   return c;
 }
@@ -285,14 +313,15 @@ void finalize_config(config& c) {
   if (c.hub_cache.empty()) c.hub_cache = (std::filesystem::path(c.state_dir) / "hub").string();
 }
 
-result<config> parse_config(std::string_view text, std::string const& name,
-                            std::vector<config_error>& errors, std::string const& base_dir) {
+result<config> parse_config(std::string_view text, const std::string& name,
+                            std::vector<config_error>& errors, const std::string& base_dir) {
   config c = default_config();
   YAML::Node root;
   try {
     root = YAML::Load(std::string(text));
-  } catch (YAML::Exception const& e) {
-    errors.push_back({name, e.mark.line + 1, e.mark.column + 1, "", fmt::format("YAML syntax error: {}", e.msg)});
+  } catch (const YAML::Exception& e) {
+    errors.push_back({name, e.mark.line + 1, e.mark.column + 1, "",
+                      fmt::format("YAML syntax error: {}", e.msg)});
     return make_error(errc::config, errors.back().format());
   }
   if (root.IsNull()) {
@@ -300,12 +329,13 @@ result<config> parse_config(std::string_view text, std::string const& name,
     return c;
   }
   if (!root.IsMap()) {
-    errors.push_back({name, root.Mark().line + 1, root.Mark().column + 1, "", "the document must be a map of keys"});
+    errors.push_back({name, root.Mark().line + 1, root.Mark().column + 1, "",
+                      "the document must be a map of keys"});
     return make_error(errc::config, errors.back().format());
   }
   try {
     walk(c, root, "", name, base_dir, errors);
-  } catch (YAML::Exception const& e) {
+  } catch (const YAML::Exception& e) {
     errors.push_back({name, e.mark.line + 1, e.mark.column + 1, "", e.msg});
   }
   if (!errors.empty()) return make_error(errc::config, errors.front().format());
@@ -313,7 +343,7 @@ result<config> parse_config(std::string_view text, std::string const& name,
   return c;
 }
 
-result<config> load_config(std::string const& path, std::vector<config_error>& errors) {
+result<config> load_config(const std::string& path, std::vector<config_error>& errors) {
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     errors.push_back({path, 0, 0, "", fmt::format("cannot read: {}", errno_text(errno))});
@@ -321,20 +351,20 @@ result<config> load_config(std::string const& path, std::vector<config_error>& e
   }
   std::ostringstream ss;
   ss << in.rdbuf();
-  auto const base = std::filesystem::absolute(path).parent_path().string();
+  const auto base = std::filesystem::absolute(path).parent_path().string();
   return parse_config(ss.str(), path, errors, base);
 }
 
 std::string render_default_config() {
-  config const c = default_config();
+  const config c = default_config();
   std::string out =
       "# voxd daemon configuration. Every key is shown with its default; uncomment to change.\n"
       "# Reference: docs/configuration.md, or `voxd-daemon --help-config`.\n";
-  for (auto const& f : fields()) {
+  for (const auto& f : fields()) {
     out += fmt::format("\n# {} ({})\n# {}\n", f.key, f.type, f.help);
-    auto const key = std::string(f.key);
-    auto const dot = key.find('.');
-    auto const value = f.show(c);
+    const auto key = std::string(f.key);
+    const auto dot = key.find('.');
+    const auto value = f.show(c);
     if (key == "origins") {
       out += "#origins:\n#  - url: https://huggingface.co\n#    token_file: /etc/voxd/hf-token\n";
     } else if (key == "models") {
@@ -349,20 +379,23 @@ std::string render_default_config() {
 }
 
 std::string render_config_reference() {
-  config const c = default_config();
+  const config c = default_config();
   std::string out = "| key | type | default | meaning |\n|---|---|---|---|\n";
-  for (auto const& f : fields())
+  for (const auto& f : fields())
     out += fmt::format("| `{}` | {} | `{}` | {} |\n", f.key, f.type, f.show(c), f.help);
   return out;
 }
 
 status validate_origin_url(std::string_view url) {
   std::string_view rest;
-  if (url.rfind("https://", 0) == 0) rest = url.substr(8);
-  else if (url.rfind("http://", 0) == 0) rest = url.substr(7);
-  else return make_error(errc::config, fmt::format("'{}' is not an http:// or https:// URL", url));
-  auto const host_end = rest.find('/');
-  auto const authority = rest.substr(0, host_end);
+  if (url.rfind("https://", 0) == 0)
+    rest = url.substr(8);
+  else if (url.rfind("http://", 0) == 0)
+    rest = url.substr(7);
+  else
+    return make_error(errc::config, fmt::format("'{}' is not an http:// or https:// URL", url));
+  const auto host_end = rest.find('/');
+  const auto authority = rest.substr(0, host_end);
   if (authority.empty()) return make_error(errc::config, fmt::format("'{}' has no host", url));
   if (authority.find('@') != std::string_view::npos)
     return make_error(errc::config, fmt::format("'{}' carries credentials; use token_file", url));
@@ -370,12 +403,13 @@ status validate_origin_url(std::string_view url) {
     return make_error(errc::config, fmt::format("'{}' must not have a query or fragment", url));
   for (char ch : url)
     if (static_cast<unsigned char>(ch) <= 0x20 || ch == 0x7f)
-      return make_error(errc::config, fmt::format("'{}' contains a space or control character", url));
-  auto const colon = authority.rfind(':');
+      return make_error(errc::config,
+                        fmt::format("'{}' contains a space or control character", url));
+  const auto colon = authority.rfind(':');
   if (colon != std::string_view::npos && authority.find(']') == std::string_view::npos) {
-    auto const port = authority.substr(colon + 1);
+    const auto port = authority.substr(colon + 1);
     int p = 0;
-    auto const [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+    const auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
     if (port.empty() || ec != std::errc{} || ptr != port.data() + port.size() || p < 1 || p > 65535)
       return make_error(errc::config, fmt::format("'{}' has an invalid port", url));
   }

@@ -6,18 +6,30 @@ namespace voxd {
 
 std::string_view to_string(errc code) {
   switch (code) {
-    case errc::ok: return "ok";
-    case errc::failure: return "failure";
-    case errc::usage: return "usage";
-    case errc::daemon_unreachable: return "daemon unreachable";
-    case errc::permission_denied: return "permission denied";
-    case errc::not_found: return "not found";
-    case errc::download_failed: return "download failed";
-    case errc::invalid_argument: return "invalid argument";
-    case errc::protocol: return "protocol error";
-    case errc::io: return "i/o error";
-    case errc::config: return "configuration error";
-    case errc::cancelled: return "cancelled";
+    case errc::ok:
+      return "ok";
+    case errc::failure:
+      return "failure";
+    case errc::usage:
+      return "usage";
+    case errc::daemon_unreachable:
+      return "daemon unreachable";
+    case errc::permission_denied:
+      return "permission denied";
+    case errc::not_found:
+      return "not found";
+    case errc::download_failed:
+      return "download failed";
+    case errc::invalid_argument:
+      return "invalid argument";
+    case errc::protocol:
+      return "protocol error";
+    case errc::io:
+      return "i/o error";
+    case errc::config:
+      return "configuration error";
+    case errc::cancelled:
+      return "cancelled";
   }
   return "unknown";
 }

@@ -15,7 +15,8 @@ bool is_name_char(char c) {
 bool valid_name_part(std::string_view part) {
   if (part.empty() || part.size() > 96) return false;
   if (part == "." || part == ".." || part.front() == '-' || part.front() == '.') return false;
-  if (part.find("--") != std::string_view::npos) return false;  // would be ambiguous in "models--a--b"
+  if (part.find("--") != std::string_view::npos)
+    return false;  // would be ambiguous in "models--a--b"
   return std::all_of(part.begin(), part.end(), is_name_char);
 }
 
@@ -27,7 +28,7 @@ bool is_lower_hex(std::string_view s) {
 }
 
 result<repo_id> repo_id::parse(std::string_view text) {
-  auto const slash = text.find('/');
+  const auto slash = text.find('/');
   if (slash == std::string_view::npos || text.find('/', slash + 1) != std::string_view::npos)
     return make_error(errc::invalid_argument,
                       fmt::format("'{}' is not a repository id of the form org/name", text));
@@ -40,7 +41,7 @@ result<repo_id> repo_id::parse(std::string_view text) {
 }
 
 std::string repo_id::cache_dir_name() const {
-  auto const slash = value_.find('/');
+  const auto slash = value_.find('/');
   return fmt::format("models--{}--{}", value_.substr(0, slash), value_.substr(slash + 1));
 }
 
@@ -65,14 +66,14 @@ result<std::string> validate_revision(std::string_view rev) {
   for (std::size_t start = 0; start <= rev.size();) {
     auto end = rev.find('/', start);
     if (end == std::string_view::npos) end = rev.size();
-    auto const part = rev.substr(start, end - start);
+    const auto part = rev.substr(start, end - start);
     if (part.empty() || part == "." || part == "..")
       return make_error(errc::invalid_argument,
                         fmt::format("revision '{}' has an empty, '.' or '..' element", rev));
     start = end + 1;
   }
   for (char c : rev) {
-    auto const u = static_cast<unsigned char>(c);
+    const auto u = static_cast<unsigned char>(c);
     if (u < 0x21 || u == 0x7f || c == '\\' || c == '~' || c == '^' || c == ':' || c == '?' ||
         c == '*' || c == '[')
       return make_error(errc::invalid_argument,
@@ -89,19 +90,19 @@ result<std::string> validate_repo_path(std::string_view path) {
   for (std::size_t start = 0; start <= path.size();) {
     auto end = path.find('/', start);
     if (end == std::string_view::npos) end = path.size();
-    auto const part = path.substr(start, end - start);
+    const auto part = path.substr(start, end - start);
     if (part.empty() || part == "." || part == ".." || part.size() > 255)
-      return make_error(errc::protocol,
-                        fmt::format("file path '{}' has an empty, '.', '..' or over-long element",
-                                    path));
+      return make_error(
+          errc::protocol,
+          fmt::format("file path '{}' has an empty, '.', '..' or over-long element", path));
     start = end + 1;
   }
   for (char c : path) {
-    auto const u = static_cast<unsigned char>(c);
+    const auto u = static_cast<unsigned char>(c);
     if (u < 0x20 || u == 0x7f || c == '\\')
-      return make_error(errc::protocol,
-                        fmt::format("file path '{}' contains a control character or backslash",
-                                    path));
+      return make_error(
+          errc::protocol,
+          fmt::format("file path '{}' contains a control character or backslash", path));
   }
   return std::string(path);
 }

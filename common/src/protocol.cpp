@@ -6,7 +6,8 @@ namespace voxd::rpc {
 
 std::variant<request, rpc_error> parse_request(std::string_view line) {
   if (line.size() > max_message_bytes)
-    return rpc_error{invalid_request, fmt::format("message exceeds {} bytes", max_message_bytes), nullptr};
+    return rpc_error{invalid_request, fmt::format("message exceeds {} bytes", max_message_bytes),
+                     nullptr};
   json j = json::parse(line, nullptr, false);
   if (j.is_discarded()) return rpc_error{parse_error, "message is not valid JSON", nullptr};
   if (!j.is_object()) return rpc_error{invalid_request, "message must be a JSON object", nullptr};
@@ -16,32 +17,33 @@ std::variant<request, rpc_error> parse_request(std::string_view line) {
       return rpc_error{invalid_request, "id must be a string, an integer or null", nullptr};
     id = *it;
   }
-  auto const v = j.find("jsonrpc");
+  const auto v = j.find("jsonrpc");
   if (v == j.end() || *v != "2.0") return rpc_error{invalid_request, "jsonrpc must be \"2.0\"", id};
-  auto const m = j.find("method");
-  if (m == j.end() || !m->is_string() || m->get_ref<std::string const&>().empty())
+  const auto m = j.find("method");
+  if (m == j.end() || !m->is_string() || m->get_ref<const std::string&>().empty())
     return rpc_error{invalid_request, "method must be a non-empty string", id};
   request r;
   r.id = id;
   r.method = m->get<std::string>();
   if (auto p = j.find("params"); p != j.end()) {
-    if (!p->is_object()) return rpc_error{invalid_params, "params must be an object (by-name parameters)", id};
+    if (!p->is_object())
+      return rpc_error{invalid_params, "params must be an object (by-name parameters)", id};
     r.params = *p;
   }
   return r;
 }
 
-std::string encode_request(json const& id, std::string_view method, json params) {
+std::string encode_request(const json& id, std::string_view method, json params) {
   json j{{"jsonrpc", "2.0"}, {"id", id}, {"method", method}, {"params", std::move(params)}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
-std::string encode_result(json const& id, json result) {
+std::string encode_result(const json& id, json result) {
   json j{{"jsonrpc", "2.0"}, {"id", id}, {"result", std::move(result)}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
 
-std::string encode_error(json const& id, int code, std::string_view message) {
+std::string encode_error(const json& id, int code, std::string_view message) {
   json j{{"jsonrpc", "2.0"}, {"id", id}, {"error", {{"code", code}, {"message", message}}}};
   return j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
 }
@@ -68,7 +70,8 @@ result<message> parse_message(std::string_view line) {
       return make_error(errc::protocol, "error object without an integer code");
     rpc_error err;
     err.code = (*e)["code"].get<int>();
-    if (auto msg = e->find("message"); msg != e->end() && msg->is_string()) err.message = msg->get<std::string>();
+    if (auto msg = e->find("message"); msg != e->end() && msg->is_string())
+      err.message = msg->get<std::string>();
     err.id = m.id;
     m.error = std::move(err);
     return m;

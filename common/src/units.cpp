@@ -11,19 +11,22 @@ namespace voxd {
 namespace {
 
 std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t'))
+    s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t'))
+    s.remove_suffix(1);
   return s;
 }
 
 // Splits "12.5MiB" into 12.5 and "MiB".
 bool split_number(std::string_view s, double& number, std::string_view& unit) {
   std::size_t i = 0;
-  while (i < s.size() && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.')) ++i;
+  while (i < s.size() && ((s[i] >= '0' && s[i] <= '9') || s[i] == '.'))
+    ++i;
   if (i == 0) return false;
-  auto const num = s.substr(0, i);
+  const auto num = s.substr(0, i);
   if (num.find('.') != num.rfind('.')) return false;
-  auto const [ptr, ec] = std::from_chars(num.data(), num.data() + num.size(), number);
+  const auto [ptr, ec] = std::from_chars(num.data(), num.data() + num.size(), number);
   if (ec != std::errc{} || ptr != num.data() + num.size()) return false;
   unit = trim(s.substr(i));
   return std::isfinite(number);
@@ -33,7 +36,7 @@ bool split_number(std::string_view s, double& number, std::string_view& unit) {
 double take_prefix(std::string_view& unit) {
   static constexpr std::array<char, 5> letters{'k', 'm', 'g', 't', 'p'};
   if (unit.empty()) return 1;
-  char const c = static_cast<char>(unit.front() | 0x20);
+  const char c = static_cast<char>(unit.front() | 0x20);
   for (std::size_t i = 0; i < letters.size(); ++i) {
     if (c != letters[i]) continue;
     if (unit.front() == 'm' && unit.size() > 1 && unit[1] == 'b')
@@ -57,17 +60,17 @@ result<double> checked(double v, std::string_view text) {
 }  // namespace
 
 result<std::uint64_t> parse_size(std::string_view text) {
-  auto const s = trim(text);
+  const auto s = trim(text);
   double n = 0;
   std::string_view unit;
   if (!split_number(s, n, unit))
     return make_error(errc::invalid_argument,
                       fmt::format("'{}' is not a size (examples: 4096, 16MiB, 1GB)", text));
-  auto const mult = take_prefix(unit);
+  const auto mult = take_prefix(unit);
   if (mult == 0 || !(unit.empty() || unit == "B"))
-    return make_error(errc::invalid_argument,
-                      fmt::format("'{}' has an unknown size unit (use B, kB, MB, GB, KiB, MiB, GiB)",
-                                  text));
+    return make_error(
+        errc::invalid_argument,
+        fmt::format("'{}' has an unknown size unit (use B, kB, MB, GB, KiB, MiB, GiB)", text));
   auto v = checked(n * mult, text);
   if (!v) return v.err();
   return static_cast<std::uint64_t>(*v);
@@ -92,14 +95,15 @@ result<rate_spec> parse_rate(std::string_view text, bool allow_percent) {
     return rate_spec{rate_spec::kind::percent, 0, n};
   }
   if (unit.size() >= 2 && unit.substr(unit.size() - 2) == "/s") unit.remove_suffix(2);
-  auto const mult = take_prefix(unit);
+  const auto mult = take_prefix(unit);
   double bytes = 0;
   if (mult != 0 && (unit == "B" || unit.empty())) {
     bytes = n * mult;
   } else if (mult != 0 && (unit == "bit" || unit == "bps" || unit == "b")) {
     if (unit == "b")
-      return make_error(errc::invalid_argument,
-                        fmt::format("'{}' is ambiguous: write 'bit' for bits or 'B' for bytes", text));
+      return make_error(
+          errc::invalid_argument,
+          fmt::format("'{}' is ambiguous: write 'bit' for bits or 'B' for bytes", text));
     bytes = n * mult / 8;
   } else {
     return make_error(errc::invalid_argument,
@@ -113,17 +117,20 @@ result<rate_spec> parse_rate(std::string_view text, bool allow_percent) {
   return rate_spec::absolute(static_cast<std::uint64_t>(*v));
 }
 
-std::string to_string(rate_spec const& r) {
+std::string to_string(const rate_spec& r) {
   switch (r.type) {
-    case rate_spec::kind::off: return "off";
-    case rate_spec::kind::percent: return fmt::format("{:g}%", r.percent);
-    case rate_spec::kind::bytes_per_second: return format_rate(static_cast<double>(r.bytes_per_second));
+    case rate_spec::kind::off:
+      return "off";
+    case rate_spec::kind::percent:
+      return fmt::format("{:g}%", r.percent);
+    case rate_spec::kind::bytes_per_second:
+      return format_rate(static_cast<double>(r.bytes_per_second));
   }
   return "off";
 }
 
 std::string format_bytes(std::uint64_t bytes) {
-  static constexpr std::array<char const*, 6> units{"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
+  static constexpr std::array<const char*, 6> units{"B", "KiB", "MiB", "GiB", "TiB", "PiB"};
   auto v = static_cast<double>(bytes);
   std::size_t u = 0;
   while (v >= 1024 && u + 1 < units.size()) {
@@ -135,7 +142,7 @@ std::string format_bytes(std::uint64_t bytes) {
 }
 
 std::string format_rate(double bps) {
-  static constexpr std::array<char const*, 5> units{"B/s", "kB/s", "MB/s", "GB/s", "TB/s"};
+  static constexpr std::array<const char*, 5> units{"B/s", "kB/s", "MB/s", "GB/s", "TB/s"};
   std::size_t u = 0;
   while (bps >= 1000 && u + 1 < units.size()) {
     bps /= 1000;
@@ -147,8 +154,8 @@ std::string format_rate(double bps) {
 
 std::string format_duration(double seconds) {
   if (!std::isfinite(seconds) || seconds < 0) return "--:--";
-  auto const total = static_cast<std::uint64_t>(seconds + 0.5);
-  auto const h = total / 3600, m = (total / 60) % 60, s = total % 60;
+  const auto total = static_cast<std::uint64_t>(seconds + 0.5);
+  const auto h = total / 3600, m = (total / 60) % 60, s = total % 60;
   if (h > 0) return fmt::format("{}:{:02}:{:02}", h, m, s);
   return fmt::format("{}:{:02}", m, s);
 }

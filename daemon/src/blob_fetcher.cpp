@@ -1,14 +1,15 @@
 #include "voxd/daemon/blob_fetcher.hpp"
 
-#include <boost/asio/post.hpp>
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
+#include <boost/asio/post.hpp>
 
 #include <algorithm>
 #include <charconv>
 
+#include "voxd/common/units.hpp"
 #include "voxd/daemon/hub_api.hpp"
 
 namespace voxd {
@@ -18,7 +19,10 @@ namespace asio = boost::asio;
 struct blob_fetcher::chunk {
   enum class state { missing, in_flight, done } st = state::missing;
   http_engine::request_id request = 0;
-  std::shared_ptr<std::atomic<std::uint64_t>> received = std::make_shared<std::atomic<std::uint64_t>>(0);
+  std::uint64_t have = 0;      // bytes at the chunk's start already written by earlier requests
+  std::uint64_t recorded = 0;  // valid bytes the journal knows about
+  std::shared_ptr<std::atomic<std::uint64_t>> received =
+      std::make_shared<std::atomic<std::uint64_t>>(0);
 };
 
 struct blob_fetcher::task {
@@ -44,9 +48,9 @@ struct blob_fetcher::task {
   bool hashing = false;
   std::uint64_t gen = 0;  // bumped when the data is discarded; stale completions are ignored
   std::vector<origin_try> tries;
-  std::vector<std::uint32_t> unsynced;
   std::set<std::size_t> contributors;
-  std::shared_ptr<std::atomic<std::uint64_t>> from_origin = std::make_shared<std::atomic<std::uint64_t>>(0);
+  std::shared_ptr<std::atomic<std::uint64_t>> from_origin =
+      std::make_shared<std::atomic<std::uint64_t>>(0);
   bool over = false;
 
   ~task() {
@@ -58,15 +62,32 @@ struct blob_fetcher::task {
 
 blob_fetcher::blob_fetcher(asio::io_context& io, http_engine& http, hash_worker& hasher, store& st,
                            origin_pool& origins, fetch_settings settings, done_fn done)
-    : io_(io), http_(http), hasher_(hasher), store_(st), origins_(origins), settings_(settings),
-      done_(std::move(done)), flush_timer_(io), backoff_timer_(io) {
+    : io_(io),
+      http_(http),
+      hasher_(hasher),
+      store_(st),
+      origins_(origins),
+      settings_(settings),
+      done_(std::move(done)),
+      flush_timer_(io),
+      backoff_timer_(io),
+      connections_(settings.connections_per_origin) {
   arm_timer();
+}
+
+void blob_fetcher::set_download_cap(std::uint64_t bps) {
+  constexpr std::uint64_t per_connection = 4'000'000;  // what one connection carries without effort
+  connections_ = bps == 0 ? settings_.connections_per_origin
+                          : static_cast<int>(std::clamp<std::uint64_t>(
+                                (bps + per_connection - 1) / per_connection, 1,
+                                static_cast<std::uint64_t>(settings_.connections_per_origin)));
+  pump();
 }
 
 blob_fetcher::~blob_fetcher() = default;
 
 void blob_fetcher::arm_timer() {
-  flush_timer_.expires_after(std::chrono::seconds(1));
+  flush_timer_.expires_after(std::chrono::milliseconds(100));
   flush_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec || stopping_) return;
     flush();
@@ -75,11 +96,11 @@ void blob_fetcher::arm_timer() {
   });
 }
 
-bool blob_fetcher::is_active(task const& t) const {
-  return std::any_of(t.wanters.begin(), t.wanters.end(), [](auto const& w) { return w.second; });
+bool blob_fetcher::is_active(const task& t) const {
+  return std::any_of(t.wanters.begin(), t.wanters.end(), [](const auto& w) { return w.second; });
 }
 
-void blob_fetcher::want(blob_request const& req, std::string const& model, bool active) {
+void blob_fetcher::want(const blob_request& req, const std::string& model, bool active) {
   if (auto it = tasks_.find(req.blob.str()); it != tasks_.end()) {
     it->second->wanters[model] = active;
     pump();
@@ -90,10 +111,11 @@ void blob_fetcher::want(blob_request const& req, std::string const& model, bool 
   t->chunk_size = settings_.chunk_size;
   t->tries.resize(origins_.size());
   t->hasher = std::make_unique<content_hasher>(req.blob.kind(), req.size);
-  auto const part = store_.partial_path(req.blob);
+  const auto part = store_.partial_path(req.blob);
   t->fd = ::open(part.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (t->fd < 0 || ::ftruncate(t->fd, static_cast<off_t>(req.size)) != 0) {
-    auto const s = make_error(errc::io, fmt::format("cannot create partial file {}: {}", part.string(), errno_text(errno)));
+    const auto s = make_error(errc::io, fmt::format("cannot create partial file {}: {}",
+                                                    part.string(), errno_text(errno)));
     asio::post(io_, [this, b = req.blob, s] { done_(b, s, 0); });
     return;
   }
@@ -101,26 +123,27 @@ void blob_fetcher::want(blob_request const& req, std::string const& model, bool 
     asio::post(io_, [this, b = req.blob, s] { done_(b, s, 0); });
     return;
   }
-  auto const count = static_cast<std::size_t>((req.size + t->chunk_size - 1) / t->chunk_size);
+  const auto count = static_cast<std::size_t>((req.size + t->chunk_size - 1) / t->chunk_size);
   t->chunks.resize(count);
-  std::size_t resumed = 0;
+  std::uint64_t resumed = 0;
   for (std::size_t i = 0; i < count; ++i) {
-    if (t->journal.done()[i]) {
-      t->chunks[i].st = chunk::state::done;
-      ++resumed;
-    }
+    auto& c = t->chunks[i];
+    c.have = c.recorded =
+        std::min<std::uint64_t>(t->journal.valid()[i], t->chunk_end(i) - t->chunk_begin(i));
+    resumed += c.have;
+    if (c.have == t->chunk_end(i) - t->chunk_begin(i)) c.st = chunk::state::done;
   }
   if (resumed > 0)
-    spdlog::info("{} ({}): resuming with {} of {} chunks already on disk", req.path, req.blob.str().substr(0, 12),
-                 resumed, count);
+    spdlog::info("{} ({}): resuming with {} of {} already on disk", req.path,
+                 req.blob.str().substr(0, 12), format_bytes(resumed), format_bytes(req.size));
   tasks_.emplace(req.blob.str(), t);
   order_.push_back(req.blob.str());
   maybe_hash(t);  // an empty blob, or a resumed prefix
   pump();
 }
 
-void blob_fetcher::set_active(std::string const& model, bool active) {
-  for (auto const& [id, t] : tasks_) {
+void blob_fetcher::set_active(const std::string& model, bool active) {
+  for (const auto& [id, t] : tasks_) {
     auto it = t->wanters.find(model);
     if (it == t->wanters.end()) continue;
     it->second = active;
@@ -131,16 +154,16 @@ void blob_fetcher::set_active(std::string const& model, bool active) {
   pump();
 }
 
-void blob_fetcher::unwant(std::string const& model) {
+void blob_fetcher::unwant(const std::string& model) {
   std::vector<std::string> orphans;
-  for (auto const& [id, t] : tasks_) {
+  for (const auto& [id, t] : tasks_) {
     if (t->wanters.erase(model) == 0) continue;
     if (!is_active(*t))
       for (auto& c : t->chunks)
         if (c.st == chunk::state::in_flight) http_.cancel(c.request);
     if (t->wanters.empty()) orphans.push_back(id);
   }
-  for (auto const& id : orphans) {
+  for (const auto& id : orphans) {
     auto t = tasks_[id];
     t->over = true;
     tasks_.erase(id);
@@ -150,14 +173,17 @@ void blob_fetcher::unwant(std::string const& model) {
   }
 }
 
-std::optional<blob_progress> blob_fetcher::progress(blob_id const& blob) const {
+std::optional<blob_progress> blob_fetcher::progress(const blob_id& blob) const {
   auto it = tasks_.find(blob.str());
   if (it == tasks_.end()) return std::nullopt;
-  auto const& t = *it->second;
+  const auto& t = *it->second;
   blob_progress p;
   for (std::size_t i = 0; i < t.chunks.size(); ++i) {
-    if (t.chunks[i].st == chunk::state::done) p.done += t.chunk_end(i) - t.chunk_begin(i);
-    else if (t.chunks[i].st == chunk::state::in_flight) p.done += t.chunks[i].received->load();
+    if (t.chunks[i].st == chunk::state::done)
+      p.done += t.chunk_end(i) - t.chunk_begin(i);
+    else
+      p.done += t.chunks[i].have +
+                (t.chunks[i].st == chunk::state::in_flight ? t.chunks[i].received->load() : 0);
   }
   p.from_origin = t.from_origin->load();
   return p;
@@ -165,38 +191,40 @@ std::optional<blob_progress> blob_fetcher::progress(blob_id const& blob) const {
 
 std::size_t blob_fetcher::active_requests() const {
   std::size_t n = 0;
-  for (std::size_t o = 0; o < origins_.size(); ++o) n += static_cast<std::size_t>(origins_[o].slots_used);
+  for (std::size_t o = 0; o < origins_.size(); ++o)
+    n += static_cast<std::size_t>(origins_[o].slots_used);
   return n;
 }
 
-int blob_fetcher::pick_origin(task const& t, steady::time_point now) const {
+int blob_fetcher::pick_origin(const task& t, steady::time_point now) const {
   int best = -1;
   for (std::size_t o = 0; o < origins_.size(); ++o) {
     if (t.tries[o].failures >= settings_.max_attempts || !origins_.available(o, now)) continue;
     // Earlier origins win ties; after a failure the blob moves on to a cleaner origin.
-    if (best < 0 || t.tries[o].failures < t.tries[static_cast<std::size_t>(best)].failures) best = static_cast<int>(o);
+    if (best < 0 || t.tries[o].failures < t.tries[static_cast<std::size_t>(best)].failures)
+      best = static_cast<int>(o);
   }
   return best;
 }
 
 void blob_fetcher::pump() {
   if (stopping_) return;
-  auto const now = steady::now();
+  const auto now = steady::now();
   bool waiting_on_backoff = false;
   for (std::size_t o = 0; o < origins_.size(); ++o) {
-    while (origins_[o].slots_used < settings_.connections_per_origin) {
+    while (origins_[o].slots_used < connections_) {
       bool started = false;
-      for (auto const& id : order_) {
-        auto const& t = tasks_[id];
+      for (const auto& id : order_) {
+        const auto& t = tasks_[id];
         if (t->over || !is_active(*t)) continue;
-        auto const pick = pick_origin(*t, now);
+        const auto pick = pick_origin(*t, now);
         if (pick < 0) {
           waiting_on_backoff = true;
           continue;
         }
         if (static_cast<std::size_t>(pick) != o || t->tries[o].resolving) continue;
-        auto const it = std::find_if(t->chunks.begin(), t->chunks.end(),
-                                     [](chunk const& c) { return c.st == chunk::state::missing; });
+        const auto it = std::find_if(t->chunks.begin(), t->chunks.end(),
+                                     [](const chunk& c) { return c.st == chunk::state::missing; });
         if (it == t->chunks.end()) continue;
         start_chunk(t, static_cast<std::size_t>(it - t->chunks.begin()), o);
         started = true;
@@ -206,7 +234,7 @@ void blob_fetcher::pump() {
     }
   }
   if (waiting_on_backoff) {
-    auto const when = origins_.earliest_backoff_end();
+    const auto when = origins_.earliest_backoff_end();
     if (when != steady::time_point::max()) {
       backoff_timer_.expires_at(std::max(when, now + std::chrono::milliseconds(50)));
       backoff_timer_.async_wait([this](boost::system::error_code ec) {
@@ -216,10 +244,11 @@ void blob_fetcher::pump() {
   }
 }
 
-void blob_fetcher::start_chunk(std::shared_ptr<task> const& t, std::size_t ci, std::size_t o) {
+void blob_fetcher::start_chunk(const std::shared_ptr<task>& t, std::size_t ci, std::size_t o) {
   auto& tr = t->tries[o];
   auto& c = t->chunks[ci];
-  auto const resolve = hub::resolve_url(origins_[o].cfg.url, t->req.repo, t->req.commit, t->req.path);
+  const auto resolve =
+      hub::resolve_url(origins_[o].cfg.url, t->req.repo, t->req.commit, t->req.path);
   std::string url = tr.resolved_url;
   if (url.empty()) {
     url = resolve;
@@ -229,9 +258,9 @@ void blob_fetcher::start_chunk(std::shared_ptr<task> const& t, std::size_t ci, s
   http_request req;
   req.url = url;
   req.headers = origins_.auth_headers(o, url);
-  req.range = std::make_pair(t->chunk_begin(ci), t->chunk_end(ci) - 1);
+  req.range = std::make_pair(t->chunk_begin(ci) + c.have, t->chunk_end(ci) - 1);
   req.file_fd = t->fd;
-  req.file_offset = t->chunk_begin(ci);
+  req.file_offset = t->chunk_begin(ci) + c.have;
   req.max_body = 1 << 20;  // error bodies and redirect bodies only
   req.stall_timeout_s = settings_.http_timeout_s;
   c.st = chunk::state::in_flight;
@@ -242,9 +271,10 @@ void blob_fetcher::start_chunk(std::shared_ptr<task> const& t, std::size_t ci, s
   auto origin_bytes = origins_[o].bytes;
   c.request = http_.submit(
       std::move(req),
-      [this, blob = t->req.blob.str(), gen = t->gen, ci, o, url](http_response r) {
-        asio::post(io_, [this, blob, gen, ci, o, url, r = std::move(r)]() mutable {
-          on_chunk_done(blob, gen, ci, o, url, std::move(r));
+      [this, blob = t->req.blob.str(), gen = t->gen, ci, o, url,
+       from = t->chunk_begin(ci) + c.have](http_response r) {
+        asio::post(io_, [this, blob, gen, ci, o, url, from, r = std::move(r)]() mutable {
+          on_chunk_done(blob, gen, ci, o, url, from, std::move(r));
         });
       },
       [received, from_origin, origin_bytes](std::uint64_t n) {
@@ -256,18 +286,19 @@ void blob_fetcher::start_chunk(std::shared_ptr<task> const& t, std::size_t ci, s
 
 namespace {
 
-int retry_after_seconds(http_response const& r) {
-  auto const v = r.header("retry-after");
+int retry_after_seconds(const http_response& r) {
+  const auto v = r.header("retry-after");
   int s = 0;
   std::from_chars(v.data(), v.data() + v.size(), s);
   return s;
 }
 
 // "bytes a-b/total"
-bool parse_content_range(std::string const& v, std::uint64_t& a, std::uint64_t& b, std::uint64_t& total) {
+bool parse_content_range(const std::string& v, std::uint64_t& a, std::uint64_t& b,
+                         std::uint64_t& total) {
   if (v.rfind("bytes ", 0) != 0) return false;
-  auto const* p = v.data() + 6;
-  auto const* end = v.data() + v.size();
+  const auto* p = v.data() + 6;
+  const auto* end = v.data() + v.size();
   auto r1 = std::from_chars(p, end, a);
   if (r1.ec != std::errc{} || r1.ptr == end || *r1.ptr != '-') return false;
   auto r2 = std::from_chars(r1.ptr + 1, end, b);
@@ -278,8 +309,9 @@ bool parse_content_range(std::string const& v, std::uint64_t& a, std::uint64_t& 
 
 }  // namespace
 
-void blob_fetcher::on_chunk_done(std::string const& blob, std::uint64_t gen, std::size_t ci, std::size_t o,
-                                 std::string const& url, http_response r) {
+void blob_fetcher::on_chunk_done(const std::string& blob, std::uint64_t gen, std::size_t ci,
+                                 std::size_t o, const std::string& url, std::uint64_t from,
+                                 http_response r) {
   --origins_[o].slots_used;
   auto it = tasks_.find(blob);
   if (it == tasks_.end() || it->second->gen != gen || it->second->over) {
@@ -289,10 +321,14 @@ void blob_fetcher::on_chunk_done(std::string const& blob, std::uint64_t gen, std
   auto t = it->second;
   auto& c = t->chunks[ci];
   auto& tr = t->tries[o];
-  auto const origin_url = origins_[o].cfg.url;
-  bool const was_resolving = tr.resolving && tr.resolved_url.empty();
+  const auto origin_url = origins_[o].cfg.url;
+  const bool was_resolving = tr.resolving && tr.resolved_url.empty();
   tr.resolving = false;
   c.st = chunk::state::missing;
+  // Bytes land in order and only 206s (or a 200 for a range from 0) are written, so whatever
+  // arrived stays valid even when the request then failed; the whole-file hash is the backstop.
+  const auto got = c.received->exchange(0);
+  c.have = std::min(c.have + got, t->chunk_end(ci) - t->chunk_begin(ci));
 
   if (r.curl_error == "cancelled") {
     pump();
@@ -301,35 +337,45 @@ void blob_fetcher::on_chunk_done(std::string const& blob, std::uint64_t gen, std
   if (!r.transport_ok()) {
     transient_failure(*t, o, fmt::format("{}: {}", url, r.curl_error));
   } else if (r.status >= 300 && r.status < 400) {
-    auto const location = r.header("location");
-    auto const linked_etag = hub::normalize_etag(r.header("x-linked-etag"));
-    auto const linked_size = r.header("x-linked-size");
+    const auto location = r.header("location");
+    const auto linked_etag = hub::normalize_etag(r.header("x-linked-etag"));
+    const auto linked_size = r.header("x-linked-size");
     if (location.empty()) {
       hard_failure(*t, o, fmt::format("HTTP {} without a Location from {}", r.status, url), false);
     } else if (!linked_etag.empty() && linked_etag != t->req.blob.str()) {
-      hard_failure(*t, o, fmt::format("origin says '{}' is {}, the file list says {}", t->req.path, linked_etag, t->req.blob.str()), true);
+      hard_failure(*t, o,
+                   fmt::format("origin says '{}' is {}, the file list says {}", t->req.path,
+                               linked_etag, t->req.blob.str()),
+                   true);
     } else if (!linked_size.empty() && linked_size != std::to_string(t->req.size)) {
-      hard_failure(*t, o, fmt::format("origin says '{}' has {} bytes, the file list says {}", t->req.path, linked_size, t->req.size), true);
+      hard_failure(*t, o,
+                   fmt::format("origin says '{}' has {} bytes, the file list says {}", t->req.path,
+                               linked_size, t->req.size),
+                   true);
     } else if (++tr.hops > 5) {
       hard_failure(*t, o, fmt::format("more than 5 redirects for {}", t->req.path), true);
     } else {
       tr.resolved_url = hub::resolve_location(url, location);
       tr.fresh = true;
-      spdlog::debug("{}: {} redirects to {}", t->req.path, origin_url, hub::url_authority(tr.resolved_url));
+      spdlog::debug("{}: {} redirects to {}", t->req.path, origin_url,
+                    hub::url_authority(tr.resolved_url));
     }
   } else if (r.status == 200 || r.status == 206) {
-    auto const a = t->chunk_begin(ci), b = t->chunk_end(ci) - 1;
+    const auto a = from, b = t->chunk_end(ci) - 1;
     std::uint64_t ra = 0, rb = 0, total = 0;
     std::string problem;
     if (r.status == 206) {
       if (!parse_content_range(r.header("content-range"), ra, rb, total))
         problem = fmt::format("unreadable Content-Range '{}'", r.header("content-range"));
-      else if (ra != a || rb != b) problem = fmt::format("asked for bytes {}-{}, got {}-{}", a, b, ra, rb);
-      else if (total != t->req.size) problem = fmt::format("the file has {} bytes there, the file list says {}", total, t->req.size);
+      else if (ra != a || rb != b)
+        problem = fmt::format("asked for bytes {}-{}, got {}-{}", a, b, ra, rb);
+      else if (total != t->req.size)
+        problem =
+            fmt::format("the file has {} bytes there, the file list says {}", total, t->req.size);
     } else if (a != 0 || b + 1 != t->req.size) {
       problem = "the origin ignores Range requests";
     }
-    if (problem.empty() && r.body_bytes != b - a + 1)
+    if (problem.empty() && (r.body_bytes != b - a + 1 || t->chunk_begin(ci) + c.have != b + 1))
       problem = fmt::format("received {} bytes for a {}-byte range", r.body_bytes, b - a + 1);
     if (!problem.empty()) {
       hard_failure(*t, o, fmt::format("{}: {}", url, problem), false);
@@ -338,20 +384,26 @@ void blob_fetcher::on_chunk_done(std::string const& blob, std::uint64_t gen, std
       tr.fresh = false;
       origins_.record_success(o);
       c.st = chunk::state::done;
-      t->unsynced.push_back(static_cast<std::uint32_t>(ci));
       t->contributors.insert(o);
       maybe_hash(t);
     }
   } else if (r.status == 403 && !was_resolving && !tr.fresh) {
     // A signed CDN URL has expired: ask the origin for a fresh one.
-    spdlog::info("{}: {} answered 403; resolving the file again", t->req.path, hub::url_authority(url));
+    spdlog::info("{}: {} answered 403; resolving the file again", t->req.path,
+                 hub::url_authority(url));
     tr.resolved_url.clear();
   } else if (r.status == 429 || r.status >= 500) {
     transient_failure(*t, o, fmt::format("HTTP {} from {}", r.status, url), retry_after_seconds(r));
   } else if (r.status == 404 || r.status == 410) {
-    hard_failure(*t, o, fmt::format("HTTP {} from {}: the origin does not have '{}'", r.status, url, t->req.path), true);
+    hard_failure(
+        *t, o,
+        fmt::format("HTTP {} from {}: the origin does not have '{}'", r.status, url, t->req.path),
+        true);
   } else if (r.status == 401 || r.status == 403) {
-    hard_failure(*t, o, fmt::format("HTTP {} from {}: refused (check the origin's token_file or HF_TOKEN)", r.status, url), true);
+    hard_failure(*t, o,
+                 fmt::format("HTTP {} from {}: refused (check the origin's token_file or HF_TOKEN)",
+                             r.status, url),
+                 true);
   } else {
     hard_failure(*t, o, fmt::format("unexpected HTTP {} from {}", r.status, url), false);
   }
@@ -359,7 +411,8 @@ void blob_fetcher::on_chunk_done(std::string const& blob, std::uint64_t gen, std
   pump();
 }
 
-void blob_fetcher::transient_failure(task& t, std::size_t o, std::string const& message, int retry_after) {
+void blob_fetcher::transient_failure(task& t, std::size_t o, const std::string& message,
+                                     int retry_after) {
   auto& tr = t.tries[o];
   tr.last_error = message;
   tr.resolved_url.clear();
@@ -369,7 +422,7 @@ void blob_fetcher::transient_failure(task& t, std::size_t o, std::string const& 
   origins_.record_failure(o, message, retry_after);
 }
 
-void blob_fetcher::hard_failure(task& t, std::size_t o, std::string const& message, bool give_up) {
+void blob_fetcher::hard_failure(task& t, std::size_t o, const std::string& message, bool give_up) {
   auto& tr = t.tries[o];
   tr.last_error = message;
   tr.resolved_url.clear();
@@ -378,24 +431,27 @@ void blob_fetcher::hard_failure(task& t, std::size_t o, std::string const& messa
   spdlog::warn("{} ({}): {}", t.req.path, origins_[o].cfg.url, message);
 }
 
-void blob_fetcher::check_exhausted(std::shared_ptr<task> const& t) {
-  bool const exhausted = std::all_of(t->tries.begin(), t->tries.end(),
-                                     [this](auto const& tr) { return tr.failures >= settings_.max_attempts; });
+void blob_fetcher::check_exhausted(const std::shared_ptr<task>& t) {
+  const bool exhausted = std::all_of(t->tries.begin(), t->tries.end(), [this](const auto& tr) {
+    return tr.failures >= settings_.max_attempts;
+  });
   if (!exhausted) return;
   std::string tried;
   for (std::size_t o = 0; o < origins_.size(); ++o)
-    tried += fmt::format("{}{} ({} attempts, last: {})", tried.empty() ? "" : "; ", origins_[o].cfg.url,
-                         t->tries[o].failures, t->tries[o].last_error);
-  finish(t, make_error(errc::download_failed,
-                       fmt::format("file '{}' ({}): no origin could supply a verified copy; tried {}", t->req.path,
-                                   t->req.blob.str().substr(0, 12), tried)));
+    tried += fmt::format("{}{} ({} attempts, last: {})", tried.empty() ? "" : "; ",
+                         origins_[o].cfg.url, t->tries[o].failures, t->tries[o].last_error);
+  finish(t,
+         make_error(errc::download_failed,
+                    fmt::format("file '{}' ({}): no origin could supply a verified copy; tried {}",
+                                t->req.path, t->req.blob.str().substr(0, 12), tried)));
 }
 
-void blob_fetcher::maybe_hash(std::shared_ptr<task> const& t) {
+void blob_fetcher::maybe_hash(const std::shared_ptr<task>& t) {
   if (t->hashing || t->over) return;
   std::size_t prefix = 0;
-  while (prefix < t->chunks.size() && t->chunks[prefix].st == chunk::state::done) ++prefix;
-  auto const end = prefix == t->chunks.size() ? t->req.size : t->chunk_begin(prefix);
+  while (prefix < t->chunks.size() && t->chunks[prefix].st == chunk::state::done)
+    ++prefix;
+  const auto end = prefix == t->chunks.size() ? t->req.size : t->chunk_begin(prefix);
   if (t->hashed < end) {
     t->hashing = true;
     hash_worker::job j;
@@ -419,26 +475,30 @@ void blob_fetcher::maybe_hash(std::shared_ptr<task> const& t) {
   if (t->hashed == t->req.size && prefix == t->chunks.size()) finalize(t);
 }
 
-void blob_fetcher::finalize(std::shared_ptr<task> const& t) {
-  auto const digest = t->hasher->finish_hex();
+void blob_fetcher::finalize(const std::shared_ptr<task>& t) {
+  const auto digest = t->hasher->finish_hex();
   if (digest != t->req.blob.str()) {
     std::string from;
-    for (auto const o : t->contributors) {
+    for (const auto o : t->contributors) {
       auto& tr = t->tries[o];
       ++tr.failures;
-      tr.last_error = fmt::format("content hashed to {}, expected {}", digest.substr(0, 12), t->req.blob.str().substr(0, 12));
+      tr.last_error = fmt::format("content hashed to {}, expected {}", digest.substr(0, 12),
+                                  t->req.blob.str().substr(0, 12));
       ++origins_[o].corrupt_total;
       from += (from.empty() ? "" : ", ") + origins_[o].cfg.url;
     }
-    spdlog::warn("{}: content from {} does not match {} {}; discarding it and fetching again", t->req.path,
-                 from.empty() ? "a previous run" : from, t->req.blob.kind() == blob_kind::sha256 ? "SHA-256" : "git SHA-1",
+    spdlog::warn("{}: content from {} does not match {} {}; discarding it and fetching again",
+                 t->req.path, from.empty() ? "a previous run" : from,
+                 t->req.blob.kind() == blob_kind::sha256 ? "SHA-256" : "git SHA-1",
                  t->req.blob.str());
     ++t->gen;
     t->hashed = 0;
     t->hasher = std::make_unique<content_hasher>(t->req.blob.kind(), t->req.size);
     t->contributors.clear();
-    t->unsynced.clear();
-    for (auto& c : t->chunks) c.st = chunk::state::missing;
+    for (auto& c : t->chunks) {
+      c.st = chunk::state::missing;
+      c.have = c.recorded = 0;
+    }
     if (auto s = t->journal.reset(); !s) return finish(t, s);
     check_exhausted(t);
     pump();
@@ -454,16 +514,13 @@ void blob_fetcher::finalize(std::shared_ptr<task> const& t) {
   finish(t, s);
 }
 
-void blob_fetcher::finish(std::shared_ptr<task> const& t, status const& s) {
+void blob_fetcher::finish(const std::shared_ptr<task>& t, const status& s) {
   if (t->over) return;
   t->over = true;
   for (auto& c : t->chunks)
     if (c.st == chunk::state::in_flight) http_.cancel(c.request);
-  if (!t->unsynced.empty() && t->fd >= 0) {
-    ::fdatasync(t->fd);
-    (void)t->journal.append(t->unsynced);
-  }
-  auto const id = t->req.blob.str();
+  if (!s) sync_journal(*t);
+  const auto id = t->req.blob.str();
   tasks_.erase(id);
   order_.erase(std::remove(order_.begin(), order_.end(), id), order_.end());
   // Posted, so the owner never re-enters itself from inside want() or a pump.
@@ -471,20 +528,33 @@ void blob_fetcher::finish(std::shared_ptr<task> const& t, status const& s) {
   pump();
 }
 
-void blob_fetcher::flush() {
-  for (auto const& [id, t] : tasks_) {
-    if (t->unsynced.empty() || t->fd < 0) continue;
-    ::fdatasync(t->fd);  // data first, so the journal never claims bytes that are not on disk
-    if (auto s = t->journal.append(t->unsynced); !s) spdlog::error("{}: {}", t->req.path, s.err().message);
-    t->unsynced.clear();
+void blob_fetcher::sync_journal(task& t) {
+  if (t.fd < 0) return;
+  std::vector<std::pair<std::uint32_t, std::uint32_t>> records;
+  for (std::size_t i = 0; i < t.chunks.size(); ++i) {
+    auto& c = t.chunks[i];
+    const auto valid = c.st == chunk::state::done
+                           ? t.chunk_end(i) - t.chunk_begin(i)
+                           : c.have + (c.st == chunk::state::in_flight ? c.received->load() : 0);
+    if (valid <= c.recorded) continue;
+    records.emplace_back(static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(valid));
+    c.recorded = valid;
   }
+  if (records.empty()) return;
+  ::fdatasync(t.fd);  // data first, so the journal never claims bytes that are not on disk
+  if (auto s = t.journal.append(records); !s) spdlog::error("{}: {}", t.req.path, s.err().message);
+}
+
+void blob_fetcher::flush() {
+  for (const auto& [id, t] : tasks_)
+    sync_journal(*t);
 }
 
 void blob_fetcher::shutdown() {
   stopping_ = true;
   flush_timer_.cancel();
   backoff_timer_.cancel();
-  for (auto const& [id, t] : tasks_)
+  for (const auto& [id, t] : tasks_)
     for (auto& c : t->chunks)
       if (c.st == chunk::state::in_flight) http_.cancel(c.request);
   flush();

@@ -1,10 +1,10 @@
 #include "voxd/daemon/control_server.hpp"
 
-#include <boost/asio/write.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <boost/asio/write.hpp>
 
 #include <filesystem>
 
@@ -14,31 +14,38 @@ namespace asio = boost::asio;
 using stream = asio::local::stream_protocol;
 
 namespace {
-constexpr auto idle_timeout = std::chrono::minutes(10);    // a quiet, unsubscribed client
+constexpr auto idle_timeout = std::chrono::minutes(10);     // a quiet, unsubscribed client
 constexpr auto partial_timeout = std::chrono::seconds(10);  // a message started but not finished
 constexpr auto write_timeout = std::chrono::seconds(10);
 constexpr std::size_t max_queued_bytes = 4 << 20;  // a subscriber that stopped reading
 }  // namespace
 
-std::string peer_credentials::describe() const { return fmt::format("uid={} gid={} pid={}", uid, gid, pid); }
+std::string peer_credentials::describe() const {
+  return fmt::format("uid={} gid={} pid={}", uid, gid, pid);
+}
 
 control_server::control_server(asio::io_context& io, std::string path, handler h)
     : io_(io), path_(std::move(path)), handler_(std::move(h)), acceptor_(io) {}
 
-control_server::~control_server() { close(); }
+control_server::~control_server() {
+  close();
+}
 
 status control_server::listen() {
   namespace fs = std::filesystem;
-  auto const dir = fs::path(path_).parent_path();
+  const auto dir = fs::path(path_).parent_path();
   std::error_code ec;
   if (!fs::exists(dir, ec)) {
     fs::create_directories(dir, ec);
-    if (ec) return make_error(errc::io, fmt::format("cannot create socket directory {}: {}", dir.string(), ec.message()));
+    if (ec)
+      return make_error(errc::io, fmt::format("cannot create socket directory {}: {}", dir.string(),
+                                              ec.message()));
     ::chmod(dir.c_str(), 0750);
   }
   struct stat st {};
   if (::stat(dir.c_str(), &st) != 0)
-    return make_error(errc::io, fmt::format("cannot stat socket directory {}: {}", dir.string(), errno_text(errno)));
+    return make_error(errc::io, fmt::format("cannot stat socket directory {}: {}", dir.string(),
+                                            errno_text(errno)));
   if ((st.st_mode & 0007) != 0)
     return make_error(errc::config,
                       fmt::format("socket directory {} is accessible to other users (mode {:04o}); "
@@ -49,18 +56,21 @@ status control_server::listen() {
     stream::socket probe(io_);
     boost::system::error_code pec;
     probe.connect(stream::endpoint(path_), pec);
-    if (!pec) return make_error(errc::config, fmt::format("another daemon is already listening on {}", path_));
+    if (!pec)
+      return make_error(errc::config,
+                        fmt::format("another daemon is already listening on {}", path_));
   }
   ::unlink(path_.c_str());
   boost::system::error_code bec;
   acceptor_.open(stream(), bec);
   if (!bec) {
-    mode_t const old = ::umask(0117);  // the socket is created 0660, with no window of wider access
+    const mode_t old = ::umask(0117);  // the socket is created 0660, with no window of wider access
     acceptor_.bind(stream::endpoint(path_), bec);
     ::umask(old);
   }
   if (!bec) acceptor_.listen(64, bec);
-  if (bec) return make_error(errc::io, fmt::format("cannot listen on {}: {}", path_, bec.message()));
+  if (bec)
+    return make_error(errc::io, fmt::format("cannot listen on {}: {}", path_, bec.message()));
   ::chmod(path_.c_str(), 0660);
   accept();
   return ok();
@@ -73,7 +83,8 @@ void control_server::close() {
     ::unlink(path_.c_str());
   }
   auto copy = sessions_;
-  for (auto const& s : copy) s->close();
+  for (const auto& s : copy)
+    s->close();
   sessions_.clear();
 }
 
@@ -91,9 +102,10 @@ void control_server::accept() {
   });
 }
 
-void control_server::broadcast(std::string_view method, rpc::json const& params, std::string const& model) {
+void control_server::broadcast(std::string_view method, const rpc::json& params,
+                               const std::string& model) {
   std::string line;
-  for (auto const& s : sessions_) {
+  for (const auto& s : sessions_) {
     if (!s->wants(model)) continue;
     if (line.empty()) line = rpc::encode_notification(method, params);
     s->send(line);
@@ -101,7 +113,10 @@ void control_server::broadcast(std::string_view method, rpc::json const& params,
 }
 
 control_session::control_session(control_server& server, stream::socket socket)
-    : server_(server), socket_(std::move(socket)), read_timer_(server.io_), write_timer_(server.io_) {
+    : server_(server),
+      socket_(std::move(socket)),
+      read_timer_(server.io_),
+      write_timer_(server.io_) {
   ucred cred{};
   socklen_t len = sizeof cred;
   if (::getsockopt(socket_.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
@@ -121,7 +136,9 @@ void control_session::arm_read_timer() {
     read_timer_.cancel();  // subscribers may stay quiet for as long as they like
     return;
   }
-  read_timer_.expires_after(inbuf_.empty() && !discarding_ ? std::chrono::duration_cast<std::chrono::seconds>(idle_timeout) : partial_timeout);
+  read_timer_.expires_after(inbuf_.empty() && !discarding_
+                                ? std::chrono::duration_cast<std::chrono::seconds>(idle_timeout)
+                                : partial_timeout);
   read_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     if (ec) return;
     spdlog::info("control socket: closing idle or stalled client {}", self->peer_.describe());
@@ -130,7 +147,8 @@ void control_session::arm_read_timer() {
 }
 
 void control_session::read() {
-  socket_.async_read_some(asio::buffer(chunk_), [self = shared_from_this()](boost::system::error_code ec, std::size_t n) {
+  socket_.async_read_some(asio::buffer(chunk_), [self = shared_from_this()](
+                                                    boost::system::error_code ec, std::size_t n) {
     if (self->closed_) return;
     if (ec) {
       self->close();
@@ -143,8 +161,9 @@ void control_session::read() {
       if (self->discarding_) {
         if (nl != std::string_view::npos) self->discarding_ = false;
       } else if (self->inbuf_.size() + piece.size() > rpc::max_message_bytes) {
-        self->send(rpc::encode_error(nullptr, rpc::invalid_request,
-                                     fmt::format("message exceeds {} bytes", rpc::max_message_bytes)));
+        self->send(
+            rpc::encode_error(nullptr, rpc::invalid_request,
+                              fmt::format("message exceeds {} bytes", rpc::max_message_bytes)));
         self->inbuf_.clear();
         self->discarding_ = nl == std::string_view::npos;
       } else if (nl == std::string_view::npos) {
@@ -172,11 +191,11 @@ void control_session::handle_line(std::string_view line) {
     send(rpc::encode_error(e->id, e->code, e->message));
     return;
   }
-  auto const& req = std::get<rpc::request>(parsed);
+  const auto& req = std::get<rpc::request>(parsed);
   result<rpc::json> r = make_error(errc::failure, "no answer");
   try {
     r = server_.handler_(*this, req);
-  } catch (std::exception const& ex) {
+  } catch (const std::exception& ex) {
     // A handler bug must not take the daemon down; the client learns what happened.
     spdlog::error("control socket: {} failed: {}", req.method, ex.what());
     r = error{errc::failure, fmt::format("internal error in {}: {}", req.method, ex.what())};
@@ -185,9 +204,10 @@ void control_session::handle_line(std::string_view line) {
   if (r) {
     send(rpc::encode_result(req.id, std::move(*r)));
   } else {
-    int const code = r.err().code == errc::protocol && r.err().message.rfind("unknown method", 0) == 0
-                         ? rpc::method_not_found
-                         : static_cast<int>(r.err().code);
+    const int code =
+        r.err().code == errc::protocol && r.err().message.rfind("unknown method", 0) == 0
+            ? rpc::method_not_found
+            : static_cast<int>(r.err().code);
     send(rpc::encode_error(req.id, code, r.err().message));
   }
 }
@@ -217,16 +237,17 @@ void control_session::write_next() {
     spdlog::warn("control socket: write to {} timed out", self->peer_.describe());
     self->close();
   });
-  asio::async_write(socket_, asio::buffer(outq_.front()), [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
-    if (self->closed_) return;
-    if (ec) {
-      self->close();
-      return;
-    }
-    self->queued_bytes_ -= self->outq_.front().size();
-    self->outq_.pop_front();
-    self->write_next();
-  });
+  asio::async_write(socket_, asio::buffer(outq_.front()),
+                    [self = shared_from_this()](boost::system::error_code ec, std::size_t) {
+                      if (self->closed_) return;
+                      if (ec) {
+                        self->close();
+                        return;
+                      }
+                      self->queued_bytes_ -= self->outq_.front().size();
+                      self->outq_.pop_front();
+                      self->write_next();
+                    });
 }
 
 void control_session::close() {

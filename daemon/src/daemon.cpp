@@ -1,12 +1,12 @@
 #include "voxd/daemon/daemon.hpp"
 
-#include <boost/asio/io_context.hpp>
-#include <boost/asio/signal_set.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
 #include <fstream>
@@ -37,19 +37,25 @@ enum class model_state { queued, resolving, downloading, complete, paused, error
 
 std::string_view to_string(model_state s) {
   switch (s) {
-    case model_state::queued: return "queued";
-    case model_state::resolving: return "resolving";
-    case model_state::downloading: return "downloading";
-    case model_state::complete: return "complete";
-    case model_state::paused: return "paused";
-    case model_state::error: return "error";
+    case model_state::queued:
+      return "queued";
+    case model_state::resolving:
+      return "resolving";
+    case model_state::downloading:
+      return "downloading";
+    case model_state::complete:
+      return "complete";
+    case model_state::paused:
+      return "paused";
+    case model_state::error:
+      return "error";
   }
   return "error";
 }
 
 std::optional<model_state> state_from(std::string_view s) {
-  for (auto st : {model_state::queued, model_state::resolving, model_state::downloading, model_state::complete,
-                  model_state::paused, model_state::error})
+  for (auto st : {model_state::queued, model_state::resolving, model_state::downloading,
+                  model_state::complete, model_state::paused, model_state::error})
     if (to_string(st) == s) return st;
   return std::nullopt;
 }
@@ -69,10 +75,12 @@ struct model {
   double rate = 0;
 
   std::string key() const { return spec.key(); }
-  bool active() const { return state == model_state::resolving || state == model_state::downloading; }
+  bool active() const {
+    return state == model_state::resolving || state == model_state::downloading;
+  }
 };
 
-std::string read_file(std::string const& path) {
+std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   std::stringstream ss;
   ss << in.rdbuf();
@@ -103,7 +111,10 @@ struct daemon::impl {
   int exit_code = 0;
 
   explicit impl(config c)
-      : cfg(std::move(c)), names(cfg.models), st(cfg.hub_cache, cfg.state_dir), download_cap(cfg.download_cap) {}
+      : cfg(std::move(c)),
+        names(cfg.models),
+        st(cfg.hub_cache, cfg.state_dir),
+        download_cap(cfg.download_cap) {}
 
   // ---- persistence -------------------------------------------------------------------------
 
@@ -112,9 +123,10 @@ struct daemon::impl {
 
   void save() {
     json arr = json::array();
-    for (auto const& [key, m] : models) {
+    for (const auto& [key, m] : models) {
       json files = json::array();
-      for (auto const& f : m.files) files.push_back({{"path", f.path}, {"size", f.size}, {"blob", f.blob}});
+      for (const auto& f : m.files)
+        files.push_back({{"path", f.path}, {"size", f.size}, {"blob", f.blob}});
       arr.push_back({{"repo", m.spec.repo.str()},
                      {"revision", m.spec.revision},
                      {"alias", m.spec.alias},
@@ -126,18 +138,20 @@ struct daemon::impl {
                      {"bytes_from_origin", m.from_origin_base}});
     }
     json doc{{"version", 1}, {"next_seq", next_seq}, {"models", arr}};
-    if (auto s = write_file_atomic(models_file(), doc.dump(1)); !s) spdlog::error("saving the queue: {}", s.err().message);
+    if (auto s = write_file_atomic(models_file(), doc.dump(1)); !s)
+      spdlog::error("saving the queue: {}", s.err().message);
   }
 
   void save_settings() {
     json doc{{"version", 1}, {"download_cap", to_string(download_cap)}};
-    if (auto s = write_file_atomic(settings_file(), doc.dump(1)); !s) spdlog::error("saving settings: {}", s.err().message);
+    if (auto s = write_file_atomic(settings_file(), doc.dump(1)); !s)
+      spdlog::error("saving settings: {}", s.err().message);
   }
 
   // A damaged state file is reported and set aside, never silently replaced.
   status load() {
     if (std::filesystem::exists(settings_file())) {
-      json const doc = json::parse(read_file(settings_file()), nullptr, false);
+      const json doc = json::parse(read_file(settings_file()), nullptr, false);
       if (doc.is_object() && doc.contains("download_cap") && doc["download_cap"].is_string()) {
         if (auto r = parse_rate(doc["download_cap"].get<std::string>(), false)) download_cap = *r;
       } else {
@@ -145,22 +159,25 @@ struct daemon::impl {
       }
     }
     if (!std::filesystem::exists(models_file())) return ok();
-    json const doc = json::parse(read_file(models_file()), nullptr, false);
-    auto const quarantine = [this](std::string const& why) {
+    const json doc = json::parse(read_file(models_file()), nullptr, false);
+    const auto quarantine = [this](const std::string& why) {
       auto const aside = models_file() + ".damaged";
       std::filesystem::rename(models_file(), aside);
-      spdlog::error("{}: {}; moved it to {} and starting with an empty queue", models_file(), why, aside);
+      spdlog::error("{}: {}; moved it to {} and starting with an empty queue", models_file(), why,
+                    aside);
       return ok();
     };
-    if (doc.is_discarded() || !doc.is_object() || !doc.contains("models") || !doc["models"].is_array())
+    if (doc.is_discarded() || !doc.is_object() || !doc.contains("models") ||
+        !doc["models"].is_array())
       return quarantine("not a voxd queue file");
     next_seq = doc.value("next_seq", std::uint64_t{1});
-    for (auto const& j : doc["models"]) {
+    for (const auto& j : doc["models"]) {
       try {
         auto repo = repo_id::parse(j.at("repo").get<std::string>());
         auto rev = validate_revision(j.at("revision").get<std::string>());
         auto state = state_from(j.at("state").get<std::string>());
-        if (!repo || !rev || !state) return quarantine("an entry has an invalid repo, revision or state");
+        if (!repo || !rev || !state)
+          return quarantine("an entry has an invalid repo, revision or state");
         model m(model_spec{*repo, *rev, j.value("alias", std::string())});
         m.seq = j.at("seq").get<std::uint64_t>();
         m.state = *state;
@@ -170,17 +187,18 @@ struct daemon::impl {
           if (!c) return quarantine(c.err().message);
           m.commit = *c;
         }
-        for (auto const& f : j.at("files")) {
+        for (const auto& f : j.at("files")) {
           hub::manifest_entry e{f.at("path").get<std::string>(), f.at("size").get<std::uint64_t>(),
                                 f.at("blob").get<std::string>()};
-          if (!validate_repo_path(e.path) || !blob_id::parse(e.blob)) return quarantine("an entry has an invalid file");
+          if (!validate_repo_path(e.path) || !blob_id::parse(e.blob))
+            return quarantine("an entry has an invalid file");
           m.files.push_back(std::move(e));
         }
         m.from_origin_base = j.value("bytes_from_origin", std::uint64_t{0});
         // Work that was under way resumes from the queue.
         if (m.active()) m.state = model_state::queued;
         models.emplace(m.key(), std::move(m));
-      } catch (json::exception const& e) {
+      } catch (const json::exception& e) {
         return quarantine(e.what());
       }
     }
@@ -190,29 +208,32 @@ struct daemon::impl {
 
   // ---- model lifecycle ---------------------------------------------------------------------
 
-  model* find(std::string const& name, error& err) {
+  model* find(const std::string& name, error& err) {
     if (auto it = models.find(name); it != models.end()) return &it->second;
     std::vector<model*> hits;
     for (auto& [key, m] : models)
       if (m.spec.alias == name || m.spec.repo.str() == name) hits.push_back(&m);
     if (hits.size() == 1) return hits.front();
     if (hits.size() > 1) {
-      err = make_error(errc::invalid_argument, fmt::format("'{}' matches several models; name one as repo@revision", name));
+      err = make_error(errc::invalid_argument,
+                       fmt::format("'{}' matches several models; name one as repo@revision", name));
       return nullptr;
     }
     // An alias with @revision, e.g. voxcpm-1.5@v2.
     if (auto spec = names.resolve(name, ""); spec)
       if (auto it = models.find(spec->key()); it != models.end()) return &it->second;
-    err = make_error(errc::not_found, fmt::format("no model '{}' in the daemon (see `voxd ls`)", name));
+    err = make_error(errc::not_found,
+                     fmt::format("no model '{}' in the daemon (see `voxd ls`)", name));
     return nullptr;
   }
 
-  json model_json(model const& m) const {
+  json model_json(const model& m) const {
     std::uint64_t total = 0, done = 0, from_origin = m.from_origin_base;
     std::size_t files_done = 0;
-    for (auto const& f : m.files) {
+    for (const auto& f : m.files) {
       total += f.size;
-      if (!m.pending.count(f.blob) && (m.state == model_state::complete || m.state == model_state::downloading)) {
+      if (!m.pending.count(f.blob) &&
+          (m.state == model_state::complete || m.state == model_state::downloading)) {
         done += f.size;
         ++files_done;
         continue;
@@ -238,8 +259,10 @@ struct daemon::impl {
            {"rate", m.active() ? m.rate : 0.0},
            {"files_total", m.files.size()},
            {"files_done", files_done},
-           {"path", m.commit ? json(st.snapshot_dir(m.spec.repo, *m.commit).string()) : json(nullptr)}};
-    if (m.active() && m.rate > 1 && total >= done) j["eta_seconds"] = static_cast<double>(total - done) / m.rate;
+           {"path",
+            m.commit ? json(st.snapshot_dir(m.spec.repo, *m.commit).string()) : json(nullptr)}};
+    if (m.active() && m.rate > 1 && total >= done)
+      j["eta_seconds"] = static_cast<double>(total - done) / m.rate;
     if (!m.error.empty()) j["error"] = m.error;
     return j;
   }
@@ -254,7 +277,8 @@ struct daemon::impl {
   void schedule() {
     if (stopping) return;
     int active = 0;
-    for (auto const& [k, m] : models) active += m.active() ? 1 : 0;
+    for (const auto& [k, m] : models)
+      active += m.active() ? 1 : 0;
     std::vector<model*> queued;
     for (auto& [k, m] : models)
       if (m.state == model_state::queued) queued.push_back(&m);
@@ -280,8 +304,10 @@ struct daemon::impl {
       }
       mm.commit = r->commit;
       mm.files = std::move(r->files);
-      if (mm.state == model_state::resolving) begin_download(mm);
-      else save();
+      if (mm.state == model_state::resolving)
+        begin_download(mm);
+      else
+        save();
     });
   }
 
@@ -290,14 +316,15 @@ struct daemon::impl {
     m.state = model_state::downloading;
     m.error.clear();
     std::vector<blob_request> wanted;
-    for (auto const& f : m.files) {
+    for (const auto& f : m.files) {
       auto blob = blob_id::parse(f.blob);
       if (!blob) continue;  // validated when the manifest was read
       if (m.pending.count(f.blob) || st.has_blob(m.spec.repo, *blob, f.size)) continue;
       if (auto elsewhere = st.find_blob(*blob, f.size)) {
         // Another model or revision already has the verified bytes: share them, fetch nothing.
         if (auto s = st.adopt_blob(m.spec.repo, *blob, *elsewhere); s) {
-          spdlog::info("{}: {} is already in the store; linked from {}", m.key(), f.path, elsewhere->string());
+          spdlog::info("{}: {} is already in the store; linked from {}", m.key(), f.path,
+                       elsewhere->string());
           continue;
         }
       }
@@ -306,12 +333,13 @@ struct daemon::impl {
     }
     save();
     control->broadcast("model.state", model_json(m), m.key());
-    for (auto const& w : wanted) fetcher->want(w, m.key(), true);
+    for (const auto& w : wanted)
+      fetcher->want(w, m.key(), true);
     if (m.pending.empty()) complete(m);
   }
 
   void complete(model& m) {
-    for (auto const& f : m.files) {
+    for (const auto& f : m.files) {
       auto blob = blob_id::parse(f.blob);
       if (auto s = st.link_snapshot(m.spec.repo, *m.commit, f.path, *blob); !s) {
         set_state(m, model_state::error, s.err().message);
@@ -324,12 +352,13 @@ struct daemon::impl {
         set_state(m, model_state::error, s.err().message);
         return schedule();
       }
-    spdlog::info("{} complete: {} files in {}", m.key(), m.files.size(), st.snapshot_dir(m.spec.repo, *m.commit).string());
+    spdlog::info("{} complete: {} files in {}", m.key(), m.files.size(),
+                 st.snapshot_dir(m.spec.repo, *m.commit).string());
     set_state(m, model_state::complete);
     schedule();
   }
 
-  void on_blob_done(blob_id const& blob, status const& s, std::uint64_t from_origin) {
+  void on_blob_done(const blob_id& blob, const status& s, std::uint64_t from_origin) {
     if (stopping) return;
     std::vector<model*> waiting;
     for (auto& [k, m] : models)
@@ -343,11 +372,13 @@ struct daemon::impl {
         }
         continue;
       }
-      auto const it = std::find_if(m->files.begin(), m->files.end(), [&](auto const& f) { return f.blob == blob.str(); });
+      const auto it = std::find_if(m->files.begin(), m->files.end(),
+                                   [&](const auto& f) { return f.blob == blob.str(); });
       if (!st.has_blob(m->spec.repo, blob, it->size)) {
         auto src = st.find_blob(blob, it->size);
-        auto const r = src ? st.adopt_blob(m->spec.repo, blob, *src)
-                           : status(make_error(errc::io, fmt::format("{} vanished from the store", blob.str())));
+        const auto r = src ? st.adopt_blob(m->spec.repo, blob, *src)
+                           : status(make_error(
+                                 errc::io, fmt::format("{} vanished from the store", blob.str())));
         if (!r) {
           set_state(*m, model_state::error, r.err().message);
           continue;
@@ -362,48 +393,56 @@ struct daemon::impl {
 
   // ---- control methods ---------------------------------------------------------------------
 
-  using method_fn = result<json> (impl::*)(control_session&, json const&);
+  using method_fn = result<json> (impl::*)(control_session&, const json&);
   struct method {
     std::string_view name;
     bool changes_state;  // logged with the caller's credentials
     method_fn fn;
   };
 
-  static std::span<method const> methods() {
+  static std::span<const method> methods() {
     static constexpr method table[] = {
-        {"status", false, &impl::m_status},     {"ls", false, &impl::m_ls},
-        {"add", true, &impl::m_add},            {"pause", true, &impl::m_pause},
-        {"resume", true, &impl::m_resume},      {"rm", true, &impl::m_rm},
-        {"path", false, &impl::m_path},         {"limit", true, &impl::m_limit},
+        {"status", false, &impl::m_status},
+        {"ls", false, &impl::m_ls},
+        {"add", true, &impl::m_add},
+        {"pause", true, &impl::m_pause},
+        {"resume", true, &impl::m_resume},
+        {"rm", true, &impl::m_rm},
+        {"path", false, &impl::m_path},
+        {"limit", true, &impl::m_limit},
         {"subscribe", false, &impl::m_subscribe},
     };
     return table;
   }
 
-  result<json> dispatch(control_session& session, rpc::request const& req) {
-    for (auto const& m : methods()) {
+  result<json> dispatch(control_session& session, const rpc::request& req) {
+    for (const auto& m : methods()) {
       if (m.name != req.method) continue;
-      if (m.changes_state) spdlog::info("{} {} by {}", req.method, req.params.dump(), session.peer().describe());
+      if (m.changes_state)
+        spdlog::info("{} {} by {}", req.method, req.params.dump(), session.peer().describe());
       return (this->*m.fn)(session, req.params);
     }
     return make_error(errc::protocol, fmt::format("unknown method '{}'", req.method));
   }
 
-  static result<std::string> string_param(json const& p, char const* name, bool required) {
+  static result<std::string> string_param(const json& p, const char* name, bool required) {
     auto it = p.find(name);
     if (it == p.end() || it->is_null()) {
-      if (required) return make_error(errc::invalid_argument, fmt::format("missing parameter '{}'", name));
+      if (required)
+        return make_error(errc::invalid_argument, fmt::format("missing parameter '{}'", name));
       return std::string();
     }
-    if (!it->is_string()) return make_error(errc::invalid_argument, fmt::format("parameter '{}' must be a string", name));
+    if (!it->is_string())
+      return make_error(errc::invalid_argument,
+                        fmt::format("parameter '{}' must be a string", name));
     return it->get<std::string>();
   }
 
   json origins_json() const {
     json arr = json::array();
-    auto const now = steady::now();
+    const auto now = steady::now();
     for (std::size_t i = 0; i < origins->size(); ++i) {
-      auto const& o = (*origins)[i];
+      const auto& o = (*origins)[i];
       arr.push_back({{"url", o.cfg.url},
                      {"healthy", origins->available(i, now)},
                      {"bytes", o.bytes->load()},
@@ -414,7 +453,7 @@ struct daemon::impl {
     return arr;
   }
 
-  result<json> m_status(control_session&, json const& p) {
+  result<json> m_status(control_session&, const json& p) {
     auto name = string_param(p, "model", false);
     if (!name) return name.err();
     if (!name->empty()) {
@@ -424,14 +463,17 @@ struct daemon::impl {
       return model_json(*m);
     }
     json list = json::array();
-    std::vector<model const*> sorted;
-    for (auto const& [k, m] : models) sorted.push_back(&m);
+    std::vector<const model*> sorted;
+    for (const auto& [k, m] : models)
+      sorted.push_back(&m);
     std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->seq < b->seq; });
-    for (auto const* m : sorted) list.push_back(model_json(*m));
+    for (const auto* m : sorted)
+      list.push_back(model_json(*m));
     return json{{"version", "0.1.0"},
                 {"protocol_version", rpc::protocol_version},
                 {"pid", ::getpid()},
-                {"uptime_seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()},
+                {"uptime_seconds",
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()},
                 {"hub_cache", cfg.hub_cache},
                 {"state_dir", cfg.state_dir},
                 {"max_active", cfg.max_active},
@@ -440,13 +482,13 @@ struct daemon::impl {
                 {"models", list}};
   }
 
-  result<json> m_ls(control_session& s, json const& p) {
+  result<json> m_ls(control_session& s, const json& p) {
     auto all = m_status(s, p);
     if (!all) return all;
     return json{{"models", (*all)["models"]}};
   }
 
-  result<json> m_add(control_session&, json const& p) {
+  result<json> m_add(control_session&, const json& p) {
     auto name = string_param(p, "model", true);
     if (!name) return name.err();
     auto rev = string_param(p, "revision", false);
@@ -469,7 +511,7 @@ struct daemon::impl {
     }
     model m(*spec);
     m.seq = next_seq++;
-    auto const key = m.key();
+    const auto key = m.key();
     models.emplace(key, std::move(m));
     auto& ref = models.at(key);
     set_state(ref, model_state::queued);
@@ -477,7 +519,7 @@ struct daemon::impl {
     return model_json(models.at(key));
   }
 
-  result<json> m_pause(control_session&, json const& p) {
+  result<json> m_pause(control_session&, const json& p) {
     auto name = string_param(p, "model", true);
     if (!name) return name.err();
     error err;
@@ -491,7 +533,7 @@ struct daemon::impl {
     return model_json(*m);
   }
 
-  result<json> m_resume(control_session&, json const& p) {
+  result<json> m_resume(control_session&, const json& p) {
     auto name = string_param(p, "model", true);
     if (!name) return name.err();
     error err;
@@ -504,68 +546,73 @@ struct daemon::impl {
     return model_json(*m);
   }
 
-  result<json> m_rm(control_session&, json const& p) {
+  result<json> m_rm(control_session&, const json& p) {
     auto name = string_param(p, "model", true);
     if (!name) return name.err();
     error err;
     auto* m = find(*name, err);
     if (!m) return err;
-    auto const key = m->key();
-    auto const repo = m->spec.repo;
-    auto const commit = m->commit;
+    const auto key = m->key();
+    const auto repo = m->spec.repo;
+    const auto commit = m->commit;
     fetcher->unwant(key);
     m->state = model_state::error;
     m->error = "removed";
     control->broadcast("model.removed", json{{"model", key}}, key);
     models.erase(key);
-    bool const shared = commit && std::any_of(models.begin(), models.end(), [&](auto const& kv) {
+    const bool shared = commit && std::any_of(models.begin(), models.end(), [&](const auto& kv) {
                           return kv.second.spec.repo == repo && kv.second.commit == commit;
                         });
     if (commit && !shared)
-      if (auto s = st.remove_snapshot(repo, *commit); !s) spdlog::warn("rm {}: {}", key, s.err().message);
+      if (auto s = st.remove_snapshot(repo, *commit); !s)
+        spdlog::warn("rm {}: {}", key, s.err().message);
     save();
     schedule();
     return json{{"removed", key}};
   }
 
-  result<json> m_path(control_session&, json const& p) {
+  result<json> m_path(control_session&, const json& p) {
     auto name = string_param(p, "model", true);
     if (!name) return name.err();
     error err;
     auto* m = find(*name, err);
     if (!m) return err;
     if (m->state != model_state::complete)
-      return make_error(errc::not_found, fmt::format("{} is not complete yet (state: {})", m->key(), to_string(m->state)));
+      return make_error(errc::not_found, fmt::format("{} is not complete yet (state: {})", m->key(),
+                                                     to_string(m->state)));
     return json{{"path", st.snapshot_dir(m->spec.repo, *m->commit).string()}};
   }
 
   json limits_json() const {
     std::uint64_t total = 0;
-    for (std::size_t i = 0; i < origins->size(); ++i) total += (*origins)[i].bytes->load();
+    for (std::size_t i = 0; i < origins->size(); ++i)
+      total += (*origins)[i].bytes->load();
     return json{{"download", to_string(download_cap)},
                 {"download_bytes_per_second", download_cap.bytes_per_second},
                 {"upload", "off"}};
   }
 
-  result<json> m_limit(control_session&, json const& p) {
+  result<json> m_limit(control_session&, const json& p) {
     auto dir = string_param(p, "direction", false);
     if (!dir) return dir.err();
     if (dir->empty()) return limits_json();
     if (*dir != "download")
-      return make_error(errc::invalid_argument,
-                        fmt::format("cannot limit '{}': only 'download' is supported until peers arrive", *dir));
+      return make_error(
+          errc::invalid_argument,
+          fmt::format("cannot limit '{}': only 'download' is supported until peers arrive", *dir));
     auto rate = string_param(p, "rate", true);
     if (!rate) return rate.err();
     auto r = parse_rate(*rate, false);
     if (!r) return r.err();
     download_cap = *r;
     http->set_download_limit(download_cap.bytes_per_second);
+    fetcher->set_download_cap(download_cap.bytes_per_second);
     save_settings();
     spdlog::info("download cap is now {}", to_string(download_cap));
     return limits_json();
   }
 
-  result<json> m_subscribe(control_session& session, json const& p) {
+  result<json> m_subscribe(control_session& session, const json& p) {
     auto name = string_param(p, "model", false);
     if (!name) return name.err();
     if (name->empty()) {
@@ -582,15 +629,15 @@ struct daemon::impl {
   // ---- loop --------------------------------------------------------------------------------
 
   void on_tick() {
-    auto const now = std::chrono::steady_clock::now();
-    double const dt = std::chrono::duration<double>(now - last_tick).count();
+    const auto now = std::chrono::steady_clock::now();
+    const double dt = std::chrono::duration<double>(now - last_tick).count();
     last_tick = now;
     for (auto& [k, m] : models) {
       if (!m.active()) continue;
       auto j = model_json(m);
-      auto const done = j["bytes_done"].get<std::uint64_t>();
+      const auto done = j["bytes_done"].get<std::uint64_t>();
       if (dt > 0) {
-        double const inst = done >= m.last_done ? static_cast<double>(done - m.last_done) / dt : 0;
+        const double inst = done >= m.last_done ? static_cast<double>(done - m.last_done) / dt : 0;
         m.rate = m.rate == 0 ? inst : 0.7 * m.rate + 0.3 * inst;
       }
       m.last_done = done;
@@ -606,7 +653,8 @@ struct daemon::impl {
     signals.async_wait([this](boost::system::error_code ec, int sig) {
       if (ec) return;
       if (sig == SIGHUP) {
-        spdlog::warn("SIGHUP: live reload is not supported yet; restart the daemon to apply config changes");
+        spdlog::warn(
+            "SIGHUP: live reload is not supported yet; restart the daemon to apply config changes");
         return wait_signal();
       }
       spdlog::info("{} received; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -641,25 +689,29 @@ struct daemon::impl {
     origins = std::make_unique<origin_pool>(std::move(*pool));
     http = std::make_unique<http_engine>();
     hasher = std::make_unique<hash_worker>();
-    resolver = std::make_unique<manifest_resolver>(io, *http, *origins, cfg.max_attempts_per_origin, cfg.http_timeout);
-    fetch_settings fs{cfg.connections_per_origin, cfg.chunk_size, cfg.max_attempts_per_origin, cfg.http_timeout};
-    fetcher = std::make_unique<blob_fetcher>(io, *http, *hasher, st, *origins, fs,
-                                             [this](blob_id const& b, status const& s, std::uint64_t n) { on_blob_done(b, s, n); });
-    control = std::make_unique<control_server>(io, cfg.socket, [this](control_session& s, rpc::request const& r) {
-      return dispatch(s, r);
-    });
+    resolver = std::make_unique<manifest_resolver>(io, *http, *origins, cfg.max_attempts_per_origin,
+                                                   cfg.http_timeout);
+    fetch_settings fs{cfg.connections_per_origin, cfg.chunk_size, cfg.max_attempts_per_origin,
+                      cfg.http_timeout};
+    fetcher = std::make_unique<blob_fetcher>(
+        io, *http, *hasher, st, *origins, fs,
+        [this](const blob_id& b, const status& s, std::uint64_t n) { on_blob_done(b, s, n); });
+    control = std::make_unique<control_server>(
+        io, cfg.socket,
+        [this](control_session& s, const rpc::request& r) { return dispatch(s, r); });
     if (auto s = load(); !s) {
       spdlog::critical("{}", s.err().message);
       return static_cast<int>(s.err().code);
     }
     http->set_download_limit(download_cap.bytes_per_second);
+    fetcher->set_download_cap(download_cap.bytes_per_second);
     if (auto s = control->listen(); !s) {
       spdlog::critical("{}", s.err().message);
       return static_cast<int>(s.err().code);
     }
     wait_signal();
-    spdlog::info("voxd-daemon ready: socket {}, store {}, {} origin(s), download cap {}", cfg.socket, cfg.hub_cache,
-                 origins->size(), to_string(download_cap));
+    spdlog::info("voxd-daemon ready: socket {}, store {}, {} origin(s), download cap {}",
+                 cfg.socket, cfg.hub_cache, origins->size(), to_string(download_cap));
     sd_notify(0, "READY=1\nSTATUS=ready");
     schedule();
     on_tick();
@@ -671,6 +723,8 @@ struct daemon::impl {
 
 daemon::daemon(config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
 daemon::~daemon() = default;
-int daemon::run() { return impl_->run(); }
+int daemon::run() {
+  return impl_->run();
+}
 
 }  // namespace voxd

@@ -10,7 +10,9 @@ namespace voxd {
 
 hash_worker::hash_worker() : thread_([this] { run(); }) {}
 
-hash_worker::~hash_worker() { stop(); }
+hash_worker::~hash_worker() {
+  stop();
+}
 
 void hash_worker::stop() {
   {
@@ -42,12 +44,13 @@ void hash_worker::run() {
     }
     status result = ok();
     for (std::uint64_t off = j.from; off < j.to;) {
-      auto const want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), j.to - off));
-      auto const n = ::pread(j.fd, buf.data(), want, static_cast<off_t>(off));
+      const auto want = static_cast<std::size_t>(std::min<std::uint64_t>(buf.size(), j.to - off));
+      const auto n = ::pread(j.fd, buf.data(), want, static_cast<off_t>(off));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
-        result = make_error(errc::io, fmt::format("reading the partial file to hash it failed: {}",
-                                                  n == 0 ? "unexpected end of file" : errno_text(errno)));
+        result = make_error(errc::io,
+                            fmt::format("reading the partial file to hash it failed: {}",
+                                        n == 0 ? "unexpected end of file" : errno_text(errno)));
         break;
       }
       j.hasher->update({buf.data(), static_cast<std::size_t>(n)});

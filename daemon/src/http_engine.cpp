@@ -2,6 +2,7 @@
 
 #include <curl/curl.h>
 #include <fmt/format.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -18,14 +19,15 @@ namespace {
 using clock = std::chrono::steady_clock;
 
 std::string lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (auto& c : s)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
 }
 
 }  // namespace
 
-std::string http_response::header(std::string const& name) const {
-  auto const it = headers.find(lower(name));
+std::string http_response::header(const std::string& name) const {
+  const auto it = headers.find(lower(name));
   return it == headers.end() ? std::string() : it->second;
 }
 
@@ -64,10 +66,11 @@ struct http_engine::impl {
       t->resp.headers.clear();  // a new response (after a redirect or 100-continue)
       return size * n;
     }
-    auto const colon = line.find(':');
+    const auto colon = line.find(':');
     if (colon == std::string_view::npos) return size * n;
     auto value = line.substr(colon + 1);
-    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t'))
+      value.remove_prefix(1);
     while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' '))
       value.remove_suffix(1);
     t->resp.headers[lower(std::string(line.substr(0, colon)))] = std::string(value);
@@ -76,10 +79,12 @@ struct http_engine::impl {
 
   static std::size_t on_data(char* data, std::size_t size, std::size_t n, void* user) {
     auto* t = static_cast<transfer*>(user);
-    auto const len = size * n;
+    const auto len = size * n;
     long code = 0;
     curl_easy_getinfo(t->easy, CURLINFO_RESPONSE_CODE, &code);
-    bool const success_body = code == 200 || code == 206;
+    // A 200 to a range that does not start at 0 is the whole file: never write it at the offset.
+    const bool success_body =
+        code == 206 || (code == 200 && (!t->req.range || t->req.range->first == 0));
     if (t->owner->limit.load(std::memory_order_relaxed) != 0 && success_body) {
       if (t->owner->tokens <= 0) {
         t->paused = true;
@@ -92,17 +97,20 @@ struct http_engine::impl {
       // neighbouring chunks. The completion handler reports the short/long body.
       std::uint64_t allowed = len;
       if (t->req.range) {
-        auto const want = t->req.range->second - t->req.range->first + 1;
-        if (t->resp.body_bytes >= want) allowed = 0;
-        else allowed = std::min<std::uint64_t>(len, want - t->resp.body_bytes);
+        const auto want = t->req.range->second - t->req.range->first + 1;
+        if (t->resp.body_bytes >= want)
+          allowed = 0;
+        else
+          allowed = std::min<std::uint64_t>(len, want - t->resp.body_bytes);
       }
       std::size_t off = 0;
       while (off < allowed) {
-        auto const w = ::pwrite(t->req.file_fd, data + off, allowed - off,
+        const auto w = ::pwrite(t->req.file_fd, data + off, allowed - off,
                                 static_cast<off_t>(t->req.file_offset + t->resp.body_bytes + off));
         if (w < 0) {
           if (errno == EINTR) continue;
-          t->resp.curl_error = fmt::format("writing the partial file failed: {}", errno_text(errno));
+          t->resp.curl_error =
+              fmt::format("writing the partial file failed: {}", errno_text(errno));
           return 0;  // aborts the transfer with CURLE_WRITE_ERROR
         }
         off += static_cast<std::size_t>(w);
@@ -122,6 +130,16 @@ struct http_engine::impl {
     t->resp.body_bytes += len;
     if (t->progress && success_body) t->progress(len);
     return len;
+  }
+
+  static int on_socket(void* user, curl_socket_t fd, curlsocktype purpose) {
+    if (purpose != CURLSOCKTYPE_IPCXN) return CURL_SOCKOPT_OK;
+    auto* self = static_cast<impl*>(user);
+    const auto lim = self->limit.load(std::memory_order_relaxed);
+    // About 50 ms of the capped rate: enough window for the cap, little held in flight.
+    const int buf = static_cast<int>(std::clamp<std::uint64_t>(lim / 20, 64 * 1024, 1 << 20));
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+    return CURL_SOCKOPT_OK;
   }
 
   void start(std::unique_ptr<transfer> t) {
@@ -151,15 +169,22 @@ struct http_engine::impl {
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
     curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
     if (t->req.head) curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
+    if (limit.load(std::memory_order_relaxed) != 0) {
+      // Under a cap the kernel would otherwise buffer megabytes per connection that the origin
+      // counts as sent; a small window keeps origin bytes close to bytes used.
+      curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, &impl::on_socket);
+      curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, this);
+    }
     // The Hub compresses text unless told not to; sizes and hashes are of the identity encoding.
     t->headers = curl_slist_append(t->headers, "Accept-Encoding: identity");
-    for (auto const& h : t->req.headers) t->headers = curl_slist_append(t->headers, h.c_str());
+    for (const auto& h : t->req.headers)
+      t->headers = curl_slist_append(t->headers, h.c_str());
     if (t->req.range) {
-      auto const r = fmt::format("Range: bytes={}-{}", t->req.range->first, t->req.range->second);
+      const auto r = fmt::format("Range: bytes={}-{}", t->req.range->first, t->req.range->second);
       t->headers = curl_slist_append(t->headers, r.c_str());
     }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, t->headers);
-    auto const id = t->id;
+    const auto id = t->id;
     curl_multi_add_handle(multi, e);
     active.emplace(id, std::move(t));
   }
@@ -172,20 +197,24 @@ struct http_engine::impl {
     }
     if (t->headers) curl_slist_free_all(t->headers);
     t->resp.curl_code = static_cast<int>(code);
-    if (t->cancelled) t->resp.curl_error = "cancelled";
-    else if (code != CURLE_OK && t->resp.curl_error.empty()) t->resp.curl_error = curl_easy_strerror(code);
+    if (t->cancelled)
+      t->resp.curl_error = "cancelled";
+    else if (code != CURLE_OK && t->resp.curl_error.empty())
+      t->resp.curl_error = curl_easy_strerror(code);
     if (t->done) t->done(std::move(t->resp));
   }
 
   void refill() {
-    auto const now = clock::now();
-    auto const lim = static_cast<double>(limit.load(std::memory_order_relaxed));
-    double const dt = std::chrono::duration<double>(now - last_refill).count();
+    const auto now = clock::now();
+    const auto lim = static_cast<double>(limit.load(std::memory_order_relaxed));
+    const double dt = std::chrono::duration<double>(now - last_refill).count();
     last_refill = now;
-    if (lim == 0) return;
-    // Burst of 50 ms keeps the rate smooth while letting several connections share it.
-    tokens = std::min(tokens + lim * dt, std::max(lim * 0.05, 64.0 * 1024));
-    if (tokens <= 0) return;
+    if (lim != 0) {
+      // Burst of 50 ms keeps the rate smooth while letting several connections share it.
+      tokens = std::min(tokens + lim * dt, std::max(lim * 0.05, 64.0 * 1024));
+      if (tokens <= 0) return;
+    }
+    // Either tokens are available or the cap was lifted: paused transfers carry on.
     for (auto& [id, t] : active) {
       if (!t->paused) continue;
       t->paused = false;
@@ -221,13 +250,14 @@ struct http_engine::impl {
         if (msg->msg != CURLMSG_DONE) continue;
         transfer* raw = nullptr;
         curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &raw);
-        auto const code = msg->data.result;
+        const auto code = msg->data.result;
         auto it = active.find(raw->id);
         auto t = std::move(it->second);
         active.erase(it);
         finish(std::move(t), code);
       }
-      bool const any_paused = std::any_of(active.begin(), active.end(), [](auto const& p) { return p.second->paused; });
+      const bool any_paused =
+          std::any_of(active.begin(), active.end(), [](const auto& p) { return p.second->paused; });
       curl_multi_poll(multi, nullptr, 0, any_paused ? 5 : 200, nullptr);
     }
     for (auto& [id, t] : active) {
@@ -239,7 +269,7 @@ struct http_engine::impl {
 };
 
 http_engine::http_engine() : impl_(std::make_unique<impl>()) {
-  static bool const initialised = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
+  static const bool initialised = curl_global_init(CURL_GLOBAL_DEFAULT) == CURLE_OK;
   if (!initialised) throw std::runtime_error("curl_global_init failed");
   impl_->multi = curl_multi_init();
   if (!impl_->multi) throw std::runtime_error("curl_multi_init failed");
@@ -261,13 +291,14 @@ void http_engine::stop() {
   if (impl_->thread.joinable()) impl_->thread.join();
 }
 
-http_engine::request_id http_engine::submit(http_request req, completion done, progress_fn progress) {
+http_engine::request_id http_engine::submit(http_request req, completion done,
+                                            progress_fn progress) {
   auto t = std::make_unique<impl::transfer>();
   t->id = impl_->next_id++;
   t->req = std::move(req);
   t->done = std::move(done);
   t->progress = std::move(progress);
-  auto const id = t->id;
+  const auto id = t->id;
   {
     std::lock_guard lock(impl_->mutex);
     impl_->incoming.push_back(std::move(t));

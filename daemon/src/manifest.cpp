@@ -1,9 +1,9 @@
 #include "voxd/daemon/manifest.hpp"
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 
 #include <optional>
 #include <set>
@@ -13,7 +13,8 @@ namespace voxd {
 namespace asio = boost::asio;
 
 struct manifest_resolver::op {
-  op(repo_id r, std::string rev, callback c) : repo(std::move(r)), revision(std::move(rev)), cb(std::move(c)) {}
+  op(repo_id r, std::string rev, callback c)
+      : repo(std::move(r)), revision(std::move(rev)), cb(std::move(c)) {}
   repo_id repo;
   std::string revision;
   callback cb;
@@ -31,12 +32,13 @@ manifest_resolver::manifest_resolver(asio::io_context& io, http_engine& http, or
                                      int rounds, int timeout_s)
     : io_(io), http_(http), origins_(origins), rounds_(rounds), timeout_s_(timeout_s) {}
 
-void manifest_resolver::resolve(repo_id const& repo, std::string const& revision, callback cb) {
+void manifest_resolver::resolve(const repo_id& repo, const std::string& revision, callback cb) {
   auto o = std::make_shared<op>(repo, revision, std::move(cb));
   start_origin(o);
 }
 
-void manifest_resolver::get(std::shared_ptr<op> o, std::string url, std::function<void(http_response)> next) {
+void manifest_resolver::get(std::shared_ptr<op> o, std::string url,
+                            std::function<void(http_response)> next) {
   http_request req;
   req.url = url;
   req.headers = origins_.auth_headers(o->origin, url);
@@ -49,7 +51,7 @@ void manifest_resolver::get(std::shared_ptr<op> o, std::string url, std::functio
 }
 
 void manifest_resolver::origin_failed(std::shared_ptr<op> o, std::string message, bool transient) {
-  auto const& url = origins_[o->origin].cfg.url;
+  const auto& url = origins_[o->origin].cfg.url;
   o->errors.push_back(fmt::format("{}: {}", url, message));
   if (transient) {
     o->any_transient = true;
@@ -73,23 +75,29 @@ void manifest_resolver::origin_failed(std::shared_ptr<op> o, std::string message
     return;
   }
   std::string all;
-  for (auto const& e : o->errors) all += (all.empty() ? "" : "; ") + e;
-  bool const all_missing = !o->any_transient && std::all_of(o->errors.begin(), o->errors.end(), [](auto const& e) {
-    return e.find("HTTP 404") != std::string::npos || e.find("HTTP 401") != std::string::npos;
-  });
+  for (const auto& e : o->errors)
+    all += (all.empty() ? "" : "; ") + e;
+  const bool all_missing =
+      !o->any_transient && std::all_of(o->errors.begin(), o->errors.end(), [](const auto& e) {
+        return e.find("HTTP 404") != std::string::npos || e.find("HTTP 401") != std::string::npos;
+      });
   o->cb(make_error(all_missing ? errc::not_found : errc::download_failed,
                    fmt::format("cannot read the file list of {}@{} from any origin ({})",
                                o->repo.str(), o->revision, all)));
 }
 
 void manifest_resolver::start_origin(std::shared_ptr<op> o) {
-  auto const url = hub::revision_url(origins_[o->origin].cfg.url, o->repo, o->revision);
+  const auto url = hub::revision_url(origins_[o->origin].cfg.url, o->repo, o->revision);
   get(o, url, [this, o, url](http_response r) {
     if (!r.transport_ok()) return origin_failed(o, r.curl_error, true);
-    if (r.status == 429 || r.status >= 500) return origin_failed(o, fmt::format("HTTP {} from {}", r.status, url), true);
+    if (r.status == 429 || r.status >= 500)
+      return origin_failed(o, fmt::format("HTTP {} from {}", r.status, url), true);
     if (r.status != 200)
-      return origin_failed(o, fmt::format("HTTP {} from {}{}", r.status, url,
-                                          r.status == 401 || r.status == 403 ? " (private or gated repository? check the token)" : ""),
+      return origin_failed(o,
+                           fmt::format("HTTP {} from {}{}", r.status, url,
+                                       r.status == 401 || r.status == 403
+                                           ? " (private or gated repository? check the token)"
+                                           : ""),
                            false);
     auto c = hub::parse_revision(r.body);
     if (!c) return origin_failed(o, c.err().message, false);
@@ -104,7 +112,8 @@ void manifest_resolver::fetch_tree_page(std::shared_ptr<op> o, std::string page_
     if (!pr.transport_ok()) return origin_failed(o, pr.curl_error, true);
     if (pr.status == 429 || pr.status >= 500)
       return origin_failed(o, fmt::format("HTTP {} from {}", pr.status, page_url), true);
-    if (pr.status != 200) return origin_failed(o, fmt::format("HTTP {} from {}", pr.status, page_url), false);
+    if (pr.status != 200)
+      return origin_failed(o, fmt::format("HTTP {} from {}", pr.status, page_url), false);
     auto entries = hub::parse_tree_page(pr.body);
     if (!entries) return origin_failed(o, entries.err().message, false);
     for (auto& e : *entries) {

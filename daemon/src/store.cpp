@@ -12,30 +12,30 @@
 namespace voxd {
 namespace {
 
-error io_error(std::string const& what, fs::path const& p, int err) {
+error io_error(const std::string& what, const fs::path& p, int err) {
   return make_error(err == EACCES || err == EPERM ? errc::permission_denied : errc::io,
                     fmt::format("{} {}: {}", what, p.string(), errno_text(err)));
 }
 
-error io_error(std::string const& what, fs::path const& p, std::error_code const& ec) {
+error io_error(const std::string& what, const fs::path& p, const std::error_code& ec) {
   return make_error(errc::io, fmt::format("{} {}: {}", what, p.string(), ec.message()));
 }
 
-status make_dirs(fs::path const& p) {
+status make_dirs(const fs::path& p) {
   std::error_code ec;
   fs::create_directories(p, ec);
   if (ec) return io_error("cannot create directory", p, ec);
   return ok();
 }
 
-status copy_durably(fs::path const& from, fs::path const& to) {
+status copy_durably(const fs::path& from, const fs::path& to) {
   std::error_code ec;
   fs::copy_file(from, to, fs::copy_options::overwrite_existing, ec);
   if (ec) return io_error("cannot copy to", to, ec);
-  int const fd = ::open(to.c_str(), O_RDONLY | O_CLOEXEC);
+  const int fd = ::open(to.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return io_error("cannot open", to, errno);
-  int const r = ::fsync(fd);
-  int const err = errno;
+  const int r = ::fsync(fd);
+  const int err = errno;
   ::close(fd);
   if (r != 0) return io_error("cannot fsync", to, err);
   return ok();
@@ -43,24 +43,25 @@ status copy_durably(fs::path const& from, fs::path const& to) {
 
 }  // namespace
 
-status fsync_dir(fs::path const& dir) {
-  int const fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+status fsync_dir(const fs::path& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0) return io_error("cannot open directory", dir, errno);
   ::fsync(fd);  // some filesystems refuse fsync on directories; the rename is still done
   ::close(fd);
   return ok();
 }
 
-status write_file_atomic(fs::path const& path, std::string_view content) {
-  auto const tmp = path.parent_path() / fmt::format(".{}.tmp-{}", path.filename().string(), ::getpid());
-  int const fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+status write_file_atomic(const fs::path& path, std::string_view content) {
+  const auto tmp =
+      path.parent_path() / fmt::format(".{}.tmp-{}", path.filename().string(), ::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) return io_error("cannot create", tmp, errno);
   std::size_t off = 0;
   while (off < content.size()) {
-    auto const n = ::write(fd, content.data() + off, content.size() - off);
+    const auto n = ::write(fd, content.data() + off, content.size() - off);
     if (n < 0) {
       if (errno == EINTR) continue;
-      int const err = errno;
+      const int err = errno;
       ::close(fd);
       ::unlink(tmp.c_str());
       return io_error("cannot write", tmp, err);
@@ -68,14 +69,14 @@ status write_file_atomic(fs::path const& path, std::string_view content) {
     off += static_cast<std::size_t>(n);
   }
   if (::fsync(fd) != 0) {
-    int const err = errno;
+    const int err = errno;
     ::close(fd);
     ::unlink(tmp.c_str());
     return io_error("cannot fsync", tmp, err);
   }
   ::close(fd);
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    int const err = errno;
+    const int err = errno;
     ::unlink(tmp.c_str());
     return io_error("cannot rename into", path, err);
   }
@@ -89,176 +90,200 @@ status store::init() {
   if (auto s = make_dirs(hub_cache_); !s) return s;
   if (auto s = make_dirs(state_dir_ / "partial"); !s) return s;
   // Tags the cache for backup tools, as huggingface_hub does.
-  auto const tag = hub_cache_ / "CACHEDIR.TAG";
+  const auto tag = hub_cache_ / "CACHEDIR.TAG";
   if (!fs::exists(tag))
-    (void)write_file_atomic(tag, "Signature: 8a477f597d28d172789f06886806bc55\n"
-                                 "# This file is a cache directory tag created by voxd.\n");
+    (void)write_file_atomic(tag,
+                            "Signature: 8a477f597d28d172789f06886806bc55\n"
+                            "# This file is a cache directory tag created by voxd.\n");
   return ok();
 }
 
-fs::path store::model_dir(repo_id const& repo) const { return hub_cache_ / repo.cache_dir_name(); }
-fs::path store::blob_path(repo_id const& repo, blob_id const& blob) const {
+fs::path store::model_dir(const repo_id& repo) const {
+  return hub_cache_ / repo.cache_dir_name();
+}
+fs::path store::blob_path(const repo_id& repo, const blob_id& blob) const {
   return model_dir(repo) / "blobs" / blob.str();
 }
-fs::path store::snapshot_dir(repo_id const& repo, commit_id const& commit) const {
+fs::path store::snapshot_dir(const repo_id& repo, const commit_id& commit) const {
   return model_dir(repo) / "snapshots" / commit.str();
 }
-fs::path store::partial_path(blob_id const& blob) const {
+fs::path store::partial_path(const blob_id& blob) const {
   return state_dir_ / "partial" / (blob.str() + ".part");
 }
-fs::path store::journal_path(blob_id const& blob) const {
+fs::path store::journal_path(const blob_id& blob) const {
   return state_dir_ / "partial" / (blob.str() + ".chunks");
 }
 
-bool store::has_blob(repo_id const& repo, blob_id const& blob, std::uint64_t size) const {
+bool store::has_blob(const repo_id& repo, const blob_id& blob, std::uint64_t size) const {
   std::error_code ec;
-  auto const p = blob_path(repo, blob);
+  const auto p = blob_path(repo, blob);
   return fs::is_regular_file(p, ec) && fs::file_size(p, ec) == size && !ec;
 }
 
-std::optional<fs::path> store::find_blob(blob_id const& blob, std::uint64_t size) const {
+std::optional<fs::path> store::find_blob(const blob_id& blob, std::uint64_t size) const {
   std::error_code ec;
-  for (auto const& entry : fs::directory_iterator(hub_cache_, ec)) {
-    auto const name = entry.path().filename().string();
+  for (const auto& entry : fs::directory_iterator(hub_cache_, ec)) {
+    const auto name = entry.path().filename().string();
     if (name.rfind("models--", 0) != 0) continue;
-    auto const p = entry.path() / "blobs" / blob.str();
+    const auto p = entry.path() / "blobs" / blob.str();
     std::error_code ec2;
     if (fs::is_regular_file(p, ec2) && fs::file_size(p, ec2) == size && !ec2) return p;
   }
   return std::nullopt;
 }
 
-status store::adopt_blob(repo_id const& repo, blob_id const& blob, fs::path const& source) {
-  auto const dir = model_dir(repo) / "blobs";
+status store::adopt_blob(const repo_id& repo, const blob_id& blob, const fs::path& source) {
+  const auto dir = model_dir(repo) / "blobs";
   if (auto s = make_dirs(dir); !s) return s;
-  auto const dest = dir / blob.str();
+  const auto dest = dir / blob.str();
   if (::link(source.c_str(), dest.c_str()) == 0 || errno == EEXIST) return fsync_dir(dir);
   // No hard links across filesystems or on some mounts: copy beside the model dir, then rename.
-  auto const tmp = model_dir(repo) / fmt::format(".voxd-incoming-{}", blob.str());
+  const auto tmp = model_dir(repo) / fmt::format(".voxd-incoming-{}", blob.str());
   if (auto s = copy_durably(source, tmp); !s) return s;
   if (::rename(tmp.c_str(), dest.c_str()) != 0) return io_error("cannot rename into", dest, errno);
   return fsync_dir(dir);
 }
 
-status store::commit_blob(repo_id const& repo, blob_id const& blob, fs::path const& partial) {
-  auto const dir = model_dir(repo) / "blobs";
+status store::commit_blob(const repo_id& repo, const blob_id& blob, const fs::path& partial) {
+  const auto dir = model_dir(repo) / "blobs";
   if (auto s = make_dirs(dir); !s) return s;
-  auto const dest = dir / blob.str();
-  ::chmod(partial.c_str(), 0644 & ~[] { mode_t m = ::umask(0); ::umask(m); return m; }());
+  const auto dest = dir / blob.str();
+  ::chmod(
+      partial.c_str(), 0644 & ~[] {
+        mode_t m = ::umask(0);
+        ::umask(m);
+        return m;
+      }());
   if (::rename(partial.c_str(), dest.c_str()) == 0) return fsync_dir(dir);
   if (errno != EXDEV) return io_error("cannot move the verified blob into", dest, errno);
-  auto const tmp = model_dir(repo) / fmt::format(".voxd-incoming-{}", blob.str());
+  const auto tmp = model_dir(repo) / fmt::format(".voxd-incoming-{}", blob.str());
   if (auto s = copy_durably(partial, tmp); !s) return s;
   if (::rename(tmp.c_str(), dest.c_str()) != 0) return io_error("cannot rename into", dest, errno);
   ::unlink(partial.c_str());
   return fsync_dir(dir);
 }
 
-status store::link_snapshot(repo_id const& repo, commit_id const& commit, std::string const& path,
-                            blob_id const& blob) {
-  auto const link = snapshot_dir(repo, commit) / path;
+status store::link_snapshot(const repo_id& repo, const commit_id& commit, const std::string& path,
+                            const blob_id& blob) {
+  const auto link = snapshot_dir(repo, commit) / path;
   if (auto s = make_dirs(link.parent_path()); !s) return s;
   // ../../blobs/<id> from snapshots/<commit>/, one more ../ per sub-directory of path.
   fs::path const rel(path);
   fs::path target = "../..";
-  for (auto it = rel.begin(); std::next(it) != rel.end(); ++it) target = ".." / target;
+  for (auto it = rel.begin(); std::next(it) != rel.end(); ++it)
+    target = ".." / target;
   target = target / "blobs" / blob.str();
   std::error_code ec;
   if (fs::is_symlink(link, ec) && fs::read_symlink(link, ec) == target) return ok();
-  auto const tmp = link.parent_path() / fmt::format(".{}.voxd-link", link.filename().string());
+  const auto tmp = link.parent_path() / fmt::format(".{}.voxd-link", link.filename().string());
   ::unlink(tmp.c_str());
-  if (::symlink(target.c_str(), tmp.c_str()) != 0) return io_error("cannot create symlink", tmp, errno);
-  if (::rename(tmp.c_str(), link.c_str()) != 0) return io_error("cannot rename symlink into", link, errno);
+  if (::symlink(target.c_str(), tmp.c_str()) != 0)
+    return io_error("cannot create symlink", tmp, errno);
+  if (::rename(tmp.c_str(), link.c_str()) != 0)
+    return io_error("cannot rename symlink into", link, errno);
   return ok();
 }
 
-status store::write_ref(repo_id const& repo, std::string const& revision, commit_id const& commit) {
-  auto const ref = model_dir(repo) / "refs" / revision;
+status store::write_ref(const repo_id& repo, const std::string& revision, const commit_id& commit) {
+  const auto ref = model_dir(repo) / "refs" / revision;
   if (auto s = make_dirs(ref.parent_path()); !s) return s;
   return write_file_atomic(ref, commit.str());  // no newline: Python reads it verbatim
 }
 
-status store::remove_snapshot(repo_id const& repo, commit_id const& commit) {
-  auto const dir = model_dir(repo);
+status store::remove_snapshot(const repo_id& repo, const commit_id& commit) {
+  const auto dir = model_dir(repo);
   std::error_code ec;
   fs::remove_all(snapshot_dir(repo, commit), ec);
   if (ec) return io_error("cannot remove snapshot", snapshot_dir(repo, commit), ec);
   // Refs that name the removed commit.
-  for (auto it = fs::recursive_directory_iterator(dir / "refs", ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(dir / "refs", ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (!it->is_regular_file()) continue;
     std::string content(64, '\0');
-    int const fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC);
+    const int fd = ::open(it->path().c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) continue;
-    auto const n = ::read(fd, content.data(), content.size());
+    const auto n = ::read(fd, content.data(), content.size());
     ::close(fd);
-    if (n >= 0 && content.substr(0, static_cast<std::size_t>(n)) == commit.str()) fs::remove(it->path(), ec);
+    if (n >= 0 && content.substr(0, static_cast<std::size_t>(n)) == commit.str())
+      fs::remove(it->path(), ec);
   }
   ec.clear();
   // Blobs still linked from a remaining snapshot stay.
   std::set<std::string> used;
-  for (auto it = fs::recursive_directory_iterator(dir / "snapshots", ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+  for (auto it = fs::recursive_directory_iterator(dir / "snapshots", ec);
+       !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
     if (it->is_symlink()) used.insert(fs::read_symlink(it->path(), ec).filename().string());
   }
   ec.clear();
-  for (auto const& b : fs::directory_iterator(dir / "blobs", ec)) {
+  for (const auto& b : fs::directory_iterator(dir / "blobs", ec)) {
     if (!used.count(b.path().filename().string())) fs::remove(b.path(), ec);
   }
   ec.clear();
   bool any_snapshot = false;
-  for (auto const& s [[maybe_unused]] : fs::directory_iterator(dir / "snapshots", ec)) any_snapshot = true;
+  for (const auto& s [[maybe_unused]] : fs::directory_iterator(dir / "snapshots", ec))
+    any_snapshot = true;
   if (!any_snapshot) fs::remove_all(dir, ec);
   return ok();
 }
 
-chunk_journal::~chunk_journal() { close(); }
+chunk_journal::~chunk_journal() {
+  close();
+}
 
 void chunk_journal::close() {
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
 }
 
-status chunk_journal::open(fs::path const& path, std::uint64_t size, std::uint64_t chunk_size) {
+status chunk_journal::open(const fs::path& path, std::uint64_t size, std::uint64_t chunk_size) {
   close();
-  header_ = fmt::format("voxd-chunks 1 {} {}\n", size, chunk_size);
-  auto const count = chunk_size == 0 ? 0 : (size + chunk_size - 1) / chunk_size;
-  done_.assign(count, false);
+  header_ = fmt::format("voxd-chunks 2 {} {}\n", size, chunk_size);
+  const auto count = chunk_size == 0 ? 0 : (size + chunk_size - 1) / chunk_size;
+  valid_.assign(count, 0);
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (fd_ < 0) return io_error("cannot open journal", path, errno);
   std::string content;
   std::array<char, 65536> buf{};
   for (;;) {
-    auto const n = ::read(fd_, buf.data(), buf.size());
+    const auto n = ::read(fd_, buf.data(), buf.size());
     if (n <= 0) break;
     content.append(buf.data(), static_cast<std::size_t>(n));
   }
   if (content.rfind(header_, 0) != 0) return reset();
   // A torn trailing record (crash mid-write) is ignored.
-  auto const records = (content.size() - header_.size()) / 4;
+  const auto records = (content.size() - header_.size()) / 8;
+  const auto u32 = [](const unsigned char* p) {
+    return p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
+  };
   for (std::size_t i = 0; i < records; ++i) {
-    auto const* p = reinterpret_cast<unsigned char const*>(content.data() + header_.size() + 4 * i);
-    std::uint32_t const idx = p[0] | (p[1] << 8) | (p[2] << 16) | (static_cast<std::uint32_t>(p[3]) << 24);
-    if (idx < done_.size()) done_[idx] = true;
+    const auto* p = reinterpret_cast<const unsigned char*>(content.data() + header_.size() + 8 * i);
+    const auto idx = u32(p), bytes = u32(p + 4);
+    if (idx < valid_.size() && bytes <= chunk_size) valid_[idx] = std::max(valid_[idx], bytes);
   }
-  ::ftruncate(fd_, static_cast<off_t>(header_.size() + records * 4));
+  if (::ftruncate(fd_, static_cast<off_t>(header_.size() + records * 8)) != 0)
+    return io_error("cannot truncate journal", path, errno);
   ::lseek(fd_, 0, SEEK_END);
   return ok();
 }
 
 status chunk_journal::reset() {
-  std::fill(done_.begin(), done_.end(), false);
-  if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, header_.data(), header_.size(), 0) != static_cast<ssize_t>(header_.size()))
+  std::fill(valid_.begin(), valid_.end(), 0);
+  if (::ftruncate(fd_, 0) != 0 ||
+      ::pwrite(fd_, header_.data(), header_.size(), 0) != static_cast<ssize_t>(header_.size()))
     return make_error(errc::io, fmt::format("cannot reset journal: {}", errno_text(errno)));
   ::lseek(fd_, 0, SEEK_END);
   ::fdatasync(fd_);
   return ok();
 }
 
-status chunk_journal::append(std::vector<std::uint32_t> const& chunks) {
-  if (chunks.empty()) return ok();
+status chunk_journal::append(const std::vector<std::pair<std::uint32_t, std::uint32_t>>& records) {
+  if (records.empty()) return ok();
   std::string buf;
-  for (auto const c : chunks) {
-    if (c < done_.size()) done_[c] = true;
-    for (int i = 0; i < 4; ++i) buf += static_cast<char>((c >> (8 * i)) & 0xff);
+  for (const auto& [idx, bytes] : records) {
+    if (idx < valid_.size()) valid_[idx] = std::max(valid_[idx], bytes);
+    for (const auto v : {idx, bytes})
+      for (int i = 0; i < 4; ++i)
+        buf += static_cast<char>((v >> (8 * i)) & 0xff);
   }
   if (::write(fd_, buf.data(), buf.size()) != static_cast<ssize_t>(buf.size()))
     return make_error(errc::io, fmt::format("cannot append to journal: {}", errno_text(errno)));

@@ -129,6 +129,7 @@ class Env:
             f.write(conf)
         p = subprocess.Popen(["nginx", "-c", path, "-e", os.path.join(self.dir, "nginx-error.log")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        p.graceful = signal.SIGTERM  # SIGKILL on the master would orphan its workers
         self.procs.append(p)
         wait_until(lambda: self._connectable(ip, self.nginx_port), 10, "nginx to listen")
         return "http://%s:%d" % (ip, self.nginx_port)
@@ -146,7 +147,8 @@ class Env:
             args.append("--corrupt")
         if fail_all:
             args.append("--fail-all")
-        p = subprocess.Popen(args, stderr=open(os.path.join(self.dir, name + ".err"), "w"))
+        with open(os.path.join(self.dir, name + ".err"), "w") as err:
+            p = subprocess.Popen(args, stderr=err)
         self.procs.append(p)
         wait_until(lambda: os.path.exists(ready), 30, "the hub fixture %s" % name)
         with open(ready) as f:
@@ -175,11 +177,11 @@ class Env:
         return path
 
     def start_daemon(self, config, env=None):
-        log = open(os.path.join(self.dir, "daemon.log"), "a")
         e = dict(os.environ)
         e.pop("HF_TOKEN", None)
         e.update(env or {})
-        self.daemon = subprocess.Popen([DAEMON, "--config", config], stdout=log, stderr=log, env=e)
+        with open(os.path.join(self.dir, "daemon.log"), "a") as log:
+            self.daemon = subprocess.Popen([DAEMON, "--config", config], stdout=log, stderr=log, env=e)
         self.procs.append(self.daemon)
         wait_until(lambda: self.daemon.poll() is not None or self.cli("status", check=False).returncode == 0, 20,
                    "the daemon to answer")
@@ -239,7 +241,7 @@ class Env:
     def close(self):
         for p in reversed(self.procs):
             if p.poll() is None:
-                p.kill()
+                p.send_signal(getattr(p, "graceful", signal.SIGKILL))
             try:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:

@@ -18,13 +18,13 @@ namespace voxd {
 struct origin_config {
   std::string url;         // base URL of a Hub-compatible origin, e.g. https://huggingface.co
   std::string token_file;  // file holding a bearer token for this origin only; empty: $HF_TOKEN
-  bool operator==(origin_config const&) const = default;
+  bool operator==(const origin_config&) const = default;
 };
 
 struct model_alias {
   std::string repo;
   std::string revision = "main";
-  bool operator==(model_alias const&) const = default;
+  bool operator==(const model_alias&) const = default;
 };
 
 struct config {
@@ -63,10 +63,10 @@ std::vector<config_field_info> config_fields();
 config default_config();
 
 // Loads and validates. On failure returns errc::config and fills errors with every problem found.
-result<config> load_config(std::string const& path, std::vector<config_error>& errors);
+result<config> load_config(const std::string& path, std::vector<config_error>& errors);
 // The same from text (for tests and the fuzz target); `name` is used in error messages.
-result<config> parse_config(std::string_view text, std::string const& name,
-                            std::vector<config_error>& errors, std::string const& base_dir = {});
+result<config> parse_config(std::string_view text, const std::string& name,
+                            std::vector<config_error>& errors, const std::string& base_dir = {});
 
 // Fill derived defaults (hub_cache under state_dir) after loading.
 void finalize_config(config& c);

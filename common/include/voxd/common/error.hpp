@@ -47,7 +47,7 @@ class [[nodiscard]] result {
   T const& operator*() const& { return value(); }
   T* operator->() { return &value(); }
   T const* operator->() const { return &value(); }
-  error const& err() const { return std::get<1>(v_); }
+  const error& err() const { return std::get<1>(v_); }
 
  private:
   std::variant<T, error> v_;
@@ -55,9 +55,13 @@ class [[nodiscard]] result {
 
 struct ok_t {};
 using status = result<ok_t>;
-inline status ok() { return ok_t{}; }
+inline status ok() {
+  return ok_t{};
+}
 
-inline error make_error(errc code, std::string message) { return error{code, std::move(message)}; }
+inline error make_error(errc code, std::string message) {
+  return error{code, std::move(message)};
+}
 
 // errno text, thread-safe.
 std::string errno_text(int err);

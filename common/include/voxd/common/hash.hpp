@@ -20,7 +20,7 @@ class content_hasher {
   content_hasher(content_hasher&&) noexcept;
   content_hasher& operator=(content_hasher&&) noexcept;
 
-  void update(std::span<char const> data);
+  void update(std::span<const char> data);
   std::string finish_hex();  // lowercase hex digest; the hasher is spent afterwards
 
  private:
@@ -30,8 +30,8 @@ class content_hasher {
   std::unique_ptr<evp_md_ctx_st, ctx_deleter> ctx_;
 };
 
-std::string to_hex(std::span<unsigned char const> bytes);
-std::string sha256_hex(std::span<char const> data);
-std::string git_blob_sha1_hex(std::span<char const> data);
+std::string to_hex(std::span<const unsigned char> bytes);
+std::string sha256_hex(std::span<const char> data);
+std::string git_blob_sha1_hex(std::span<const char> data);
 
 }  // namespace voxd

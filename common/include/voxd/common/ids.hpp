@@ -14,10 +14,10 @@ namespace voxd {
 class repo_id {
  public:
   static result<repo_id> parse(std::string_view text);
-  std::string const& str() const { return value_; }
+  const std::string& str() const { return value_; }
   // "models--org--name", the directory name in the Hugging Face cache.
   std::string cache_dir_name() const;
-  auto operator<=>(repo_id const&) const = default;
+  auto operator<=>(const repo_id&) const = default;
 
  private:
   explicit repo_id(std::string v) : value_(std::move(v)) {}
@@ -28,8 +28,8 @@ class repo_id {
 class commit_id {
  public:
   static result<commit_id> parse(std::string_view text);
-  std::string const& str() const { return value_; }
-  auto operator<=>(commit_id const&) const = default;
+  const std::string& str() const { return value_; }
+  auto operator<=>(const commit_id&) const = default;
 
  private:
   explicit commit_id(std::string v) : value_(std::move(v)) {}
@@ -43,9 +43,9 @@ enum class blob_kind { sha256, git_sha1 };
 class blob_id {
  public:
   static result<blob_id> parse(std::string_view text);
-  std::string const& str() const { return value_; }
+  const std::string& str() const { return value_; }
   blob_kind kind() const { return value_.size() == 64 ? blob_kind::sha256 : blob_kind::git_sha1; }
-  auto operator<=>(blob_id const&) const = default;
+  auto operator<=>(const blob_id&) const = default;
 
  private:
   explicit blob_id(std::string v) : value_(std::move(v)) {}

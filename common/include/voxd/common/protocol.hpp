@@ -1,14 +1,15 @@
 #pragma once
-// The control protocol: newline-delimited JSON-RPC 2.0 over a Unix socket (docs/control-protocol.md).
-// Domain errors use the errc values as JSON-RPC error codes; the standard codes are below.
+// The control protocol: newline-delimited JSON-RPC 2.0 over a Unix socket
+// (docs/control-protocol.md). Domain errors use the errc values as JSON-RPC error codes; the
+// standard codes are below.
 
 #include <nlohmann/json.hpp>
 
 #include <cstddef>
 #include <optional>
 #include <string>
-#include <variant>
 #include <string_view>
+#include <variant>
 
 #include "voxd/common/error.hpp"
 
@@ -40,9 +41,9 @@ struct rpc_error {
 // Parses one line sent by a client. Errors carry the JSON-RPC code to answer with.
 std::variant<request, rpc_error> parse_request(std::string_view line);
 
-std::string encode_request(json const& id, std::string_view method, json params);
-std::string encode_result(json const& id, json result);
-std::string encode_error(json const& id, int code, std::string_view message);
+std::string encode_request(const json& id, std::string_view method, json params);
+std::string encode_result(const json& id, json result);
+std::string encode_error(const json& id, int code, std::string_view message);
 std::string encode_notification(std::string_view method, json params);
 
 // A message received by a client: a response to a call or a notification (event).

@@ -13,17 +13,17 @@ class client {
  public:
   client() = default;
   ~client();
-  client(client const&) = delete;
-  client& operator=(client const&) = delete;
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
 
-  status connect(std::string const& socket_path, std::chrono::milliseconds timeout);
+  status connect(const std::string& socket_path, std::chrono::milliseconds timeout);
   // Sends a request and waits for its response; notifications that arrive first are queued.
   result<json> call(std::string_view method, json params, std::chrono::milliseconds timeout);
   // Next notification (event); errc::daemon_unreachable when the daemon closed the connection.
   result<message> next_notification(std::chrono::milliseconds timeout);
 
  private:
-  status send_line(std::string const& line, std::chrono::milliseconds timeout);
+  status send_line(const std::string& line, std::chrono::milliseconds timeout);
   result<std::string> read_line(std::chrono::milliseconds timeout);
 
   int fd_ = -1;

@@ -20,14 +20,14 @@ struct rate_spec {
 
   static rate_spec off() { return {}; }
   static rate_spec absolute(std::uint64_t bps) { return {kind::bytes_per_second, bps, 0}; }
-  bool operator==(rate_spec const&) const = default;
+  bool operator==(const rate_spec&) const = default;
 };
 
 // allow_percent: whether "30%" is meaningful for this setting.
 result<rate_spec> parse_rate(std::string_view text, bool allow_percent);
-std::string to_string(rate_spec const& r);
+std::string to_string(const rate_spec& r);
 
-std::string format_bytes(std::uint64_t bytes);    // "1.5 GiB"
+std::string format_bytes(std::uint64_t bytes);     // "1.5 GiB"
 std::string format_rate(double bytes_per_second);  // "85.3 MB/s"
 std::string format_duration(double seconds);       // "1:02:03", "4:05"
 

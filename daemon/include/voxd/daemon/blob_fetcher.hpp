@@ -48,20 +48,22 @@ class blob_fetcher {
  public:
   // Called on the io thread when a blob is in the store (ok) or cannot be had (error), with the
   // bytes its fetch took from origins.
-  using done_fn = std::function<void(blob_id const&, status const&, std::uint64_t)>;
+  using done_fn = std::function<void(const blob_id&, const status&, std::uint64_t)>;
 
   blob_fetcher(boost::asio::io_context& io, http_engine& http, hash_worker& hasher, store& st,
                origin_pool& origins, fetch_settings settings, done_fn done);
   ~blob_fetcher();
 
   // Registers a model's interest in a blob; active = the model is allowed to download now.
-  void want(blob_request const& req, std::string const& model, bool active);
-  void set_active(std::string const& model, bool active);
+  void want(const blob_request& req, const std::string& model, bool active);
+  void set_active(const std::string& model, bool active);
   // Drops a model's interest; a blob nobody wants is cancelled and its partial data removed.
-  void unwant(std::string const& model);
-  std::optional<blob_progress> progress(blob_id const& blob) const;
+  void unwant(const std::string& model);
+  std::optional<blob_progress> progress(const blob_id& blob) const;
+  // Under a download cap a few connections carry the rate; more would only hold bytes in flight.
+  void set_download_cap(std::uint64_t bytes_per_second);
   std::size_t active_requests() const;
-  // Makes completed chunks durable (data file, then journal). Also runs on a 1 s timer.
+  // Makes written bytes durable (data file, then journal). Also runs every 100 ms.
   void flush();
   void shutdown();
 
@@ -69,17 +71,18 @@ class blob_fetcher {
   struct task;
   struct chunk;
   void pump();
-  void start_chunk(std::shared_ptr<task> const& t, std::size_t ci, std::size_t o);
-  void on_chunk_done(std::string const& blob, std::uint64_t gen, std::size_t ci, std::size_t o,
-                     std::string const& url, http_response r);
-  void transient_failure(task& t, std::size_t o, std::string const& message, int retry_after = 0);
-  void hard_failure(task& t, std::size_t o, std::string const& message, bool give_up);
-  void check_exhausted(std::shared_ptr<task> const& t);
-  void maybe_hash(std::shared_ptr<task> const& t);
-  void finalize(std::shared_ptr<task> const& t);
-  void finish(std::shared_ptr<task> const& t, status const& s);
-  int pick_origin(task const& t, steady::time_point now) const;
-  bool is_active(task const& t) const;
+  void start_chunk(const std::shared_ptr<task>& t, std::size_t ci, std::size_t o);
+  void on_chunk_done(const std::string& blob, std::uint64_t gen, std::size_t ci, std::size_t o,
+                     const std::string& url, std::uint64_t from, http_response r);
+  void transient_failure(task& t, std::size_t o, const std::string& message, int retry_after = 0);
+  void hard_failure(task& t, std::size_t o, const std::string& message, bool give_up);
+  void check_exhausted(const std::shared_ptr<task>& t);
+  void maybe_hash(const std::shared_ptr<task>& t);
+  void finalize(const std::shared_ptr<task>& t);
+  void finish(const std::shared_ptr<task>& t, const status& s);
+  void sync_journal(task& t);
+  int pick_origin(const task& t, steady::time_point now) const;
+  bool is_active(const task& t) const;
   void arm_timer();
 
   boost::asio::io_context& io_;
@@ -93,6 +96,7 @@ class blob_fetcher {
   std::vector<std::string> order_;  // blob ids in the order they were wanted
   boost::asio::steady_timer flush_timer_;
   boost::asio::steady_timer backoff_timer_;
+  int connections_ = 0;  // per origin, after the cap's adjustment
   bool stopping_ = false;
 };
 

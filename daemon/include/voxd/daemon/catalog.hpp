@@ -19,12 +19,12 @@ struct model_spec {
 
 class catalog {
  public:
-  explicit catalog(std::map<std::string, model_alias> const& extra);
+  explicit catalog(const std::map<std::string, model_alias>& extra);
   // name: alias, "org/name" or "org/name@revision"; revision (if non-empty) overrides.
-  result<model_spec> resolve(std::string const& name, std::string const& revision) const;
-  std::map<std::string, model_alias> const& aliases() const { return aliases_; }
+  result<model_spec> resolve(const std::string& name, const std::string& revision) const;
+  const std::map<std::string, model_alias>& aliases() const { return aliases_; }
   // Aliases within a small edit distance of name (or containing it), best first.
-  std::vector<std::string> close_matches(std::string const& name) const;
+  std::vector<std::string> close_matches(const std::string& name) const;
 
  private:
   std::map<std::string, model_alias> aliases_;

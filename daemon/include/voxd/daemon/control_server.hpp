@@ -10,12 +10,12 @@
 #include <array>
 #include <deque>
 
+#include <sys/types.h>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <set>
 #include <string>
-#include <sys/types.h>
 
 #include "voxd/common/protocol.hpp"
 
@@ -33,7 +33,7 @@ class control_session;
 class control_server {
  public:
   // A handler answers a request; it may mark the session as subscribed to events.
-  using handler = std::function<result<rpc::json>(control_session&, rpc::request const&)>;
+  using handler = std::function<result<rpc::json>(control_session&, const rpc::request&)>;
 
   control_server(boost::asio::io_context& io, std::string path, handler h);
   ~control_server();
@@ -41,7 +41,7 @@ class control_server {
   status listen();
   void close();
   // Sends an event to every subscribed session whose filter matches `model` (empty filter: all).
-  void broadcast(std::string_view method, rpc::json const& params, std::string const& model);
+  void broadcast(std::string_view method, const rpc::json& params, const std::string& model);
   std::size_t sessions() const { return sessions_.size(); }
 
  private:
@@ -60,12 +60,14 @@ class control_session : public std::enable_shared_from_this<control_session> {
   void start();
   void send(std::string line);
   void close();
-  peer_credentials const& peer() const { return peer_; }
+  const peer_credentials& peer() const { return peer_; }
   void subscribe(std::optional<std::string> model) {
     subscribed_ = true;
     filter_ = std::move(model);
   }
-  bool wants(std::string const& model) const { return subscribed_ && (!filter_ || *filter_ == model); }
+  bool wants(const std::string& model) const {
+    return subscribed_ && (!filter_ || *filter_ == model);
+  }
 
  private:
   void read();

@@ -13,8 +13,8 @@ class daemon {
  public:
   explicit daemon(config cfg);
   ~daemon();
-  daemon(daemon const&) = delete;
-  daemon& operator=(daemon const&) = delete;
+  daemon(const daemon&) = delete;
+  daemon& operator=(const daemon&) = delete;
 
   // Runs until SIGTERM/SIGINT; returns the process exit status.
   int run();

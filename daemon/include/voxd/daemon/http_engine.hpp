@@ -22,7 +22,7 @@ struct http_request {
   std::vector<std::string> headers;  // "Name: value"
   bool head = false;
   std::optional<std::pair<std::uint64_t, std::uint64_t>> range;  // inclusive byte range
-  int file_fd = -1;             // >= 0: write the body at file_offset onward
+  int file_fd = -1;  // >= 0: write the body at file_offset onward
   std::uint64_t file_offset = 0;
   std::size_t max_body = 4 << 20;  // memory bodies above this fail the request
   int connect_timeout_s = 10;
@@ -34,10 +34,10 @@ struct http_response {
   std::string curl_error;  // text when curl_code != 0 or a local write failed
   long status = 0;
   std::map<std::string, std::string> headers;  // lowercase names, last response only
-  std::string body;                           // memory bodies
-  std::uint64_t body_bytes = 0;               // bytes received (file or memory)
+  std::string body;                            // memory bodies
+  std::uint64_t body_bytes = 0;                // bytes received (file or memory)
   bool transport_ok() const { return curl_code == 0 && curl_error.empty(); }
-  std::string header(std::string const& name) const;
+  std::string header(const std::string& name) const;
 };
 
 class http_engine {
@@ -49,8 +49,8 @@ class http_engine {
 
   http_engine();
   ~http_engine();
-  http_engine(http_engine const&) = delete;
-  http_engine& operator=(http_engine const&) = delete;
+  http_engine(const http_engine&) = delete;
+  http_engine& operator=(const http_engine&) = delete;
 
   request_id submit(http_request req, completion done, progress_fn progress = {});
   // The completion is still called, with curl_error "cancelled".

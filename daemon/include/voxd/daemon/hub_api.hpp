@@ -18,7 +18,7 @@ struct manifest_entry {
   std::string path;
   std::uint64_t size = 0;
   std::string blob;  // lfs.oid (SHA-256) for LFS/Xet files, else the git blob SHA-1 (oid)
-  bool operator==(manifest_entry const&) const = default;
+  bool operator==(const manifest_entry&) const = default;
 };
 
 // Percent-encodes one path segment (RFC 3986 unreserved characters stay).
@@ -26,9 +26,9 @@ std::string escape_segment(std::string_view s);
 // Escapes every segment of a/b/c, keeping the slashes.
 std::string escape_path(std::string_view path);
 
-std::string revision_url(std::string_view origin, repo_id const& repo, std::string_view revision);
-std::string tree_url(std::string_view origin, repo_id const& repo, commit_id const& commit);
-std::string resolve_url(std::string_view origin, repo_id const& repo, commit_id const& commit,
+std::string revision_url(std::string_view origin, const repo_id& repo, std::string_view revision);
+std::string tree_url(std::string_view origin, const repo_id& repo, const commit_id& commit);
+std::string resolve_url(std::string_view origin, const repo_id& repo, const commit_id& commit,
                         std::string_view path);
 
 // GET /api/models/{repo}/revision/{rev} -> the commit ("sha").

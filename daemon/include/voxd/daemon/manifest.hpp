@@ -25,7 +25,7 @@ class manifest_resolver {
   manifest_resolver(boost::asio::io_context& io, http_engine& http, origin_pool& origins,
                     int rounds, int timeout_s);
   // Calls back on the io_context thread.
-  void resolve(repo_id const& repo, std::string const& revision, callback cb);
+  void resolve(const repo_id& repo, const std::string& revision, callback cb);
 
  private:
   struct op;

@@ -22,7 +22,8 @@ struct origin_state {
   int consecutive_failures = 0;
   steady::time_point backoff_until{};
   std::string last_error;
-  std::shared_ptr<std::atomic<std::uint64_t>> bytes = std::make_shared<std::atomic<std::uint64_t>>(0);
+  std::shared_ptr<std::atomic<std::uint64_t>> bytes =
+      std::make_shared<std::atomic<std::uint64_t>>(0);
   std::uint64_t failures_total = 0;
   std::uint64_t corrupt_total = 0;
 };
@@ -30,18 +31,20 @@ struct origin_state {
 class origin_pool {
  public:
   // Reads tokens (token_file, else $HF_TOKEN). Errors name the unreadable file.
-  static result<origin_pool> make(std::vector<origin_config> const& origins);
+  static result<origin_pool> make(const std::vector<origin_config>& origins);
 
   std::size_t size() const { return origins_.size(); }
   origin_state& operator[](std::size_t i) { return origins_[i]; }
-  origin_state const& operator[](std::size_t i) const { return origins_[i]; }
+  const origin_state& operator[](std::size_t i) const { return origins_[i]; }
 
-  bool available(std::size_t i, steady::time_point now) const { return now >= origins_[i].backoff_until; }
+  bool available(std::size_t i, steady::time_point now) const {
+    return now >= origins_[i].backoff_until;
+  }
   // Starts or extends a back-off (1 s doubling to 60 s, or the server's Retry-After).
-  void record_failure(std::size_t i, std::string const& message, int retry_after_s = 0);
+  void record_failure(std::size_t i, const std::string& message, int retry_after_s = 0);
   void record_success(std::size_t i);
   // The Authorization header for url, if url is on origin i's host and a token is known.
-  std::vector<std::string> auth_headers(std::size_t i, std::string const& url) const;
+  std::vector<std::string> auth_headers(std::size_t i, const std::string& url) const;
   steady::time_point earliest_backoff_end() const;
 
  private:

@@ -23,25 +23,25 @@ class store {
   store(fs::path hub_cache, fs::path state_dir);
   status init();
 
-  fs::path const& hub_cache() const { return hub_cache_; }
-  fs::path model_dir(repo_id const& repo) const;
-  fs::path blob_path(repo_id const& repo, blob_id const& blob) const;
-  fs::path snapshot_dir(repo_id const& repo, commit_id const& commit) const;
-  fs::path partial_path(blob_id const& blob) const;
-  fs::path journal_path(blob_id const& blob) const;
+  const fs::path& hub_cache() const { return hub_cache_; }
+  fs::path model_dir(const repo_id& repo) const;
+  fs::path blob_path(const repo_id& repo, const blob_id& blob) const;
+  fs::path snapshot_dir(const repo_id& repo, const commit_id& commit) const;
+  fs::path partial_path(const blob_id& blob) const;
+  fs::path journal_path(const blob_id& blob) const;
 
-  bool has_blob(repo_id const& repo, blob_id const& blob, std::uint64_t size) const;
+  bool has_blob(const repo_id& repo, const blob_id& blob, std::uint64_t size) const;
   // A verified copy of the blob in any model directory of this cache.
-  std::optional<fs::path> find_blob(blob_id const& blob, std::uint64_t size) const;
+  std::optional<fs::path> find_blob(const blob_id& blob, std::uint64_t size) const;
   // Makes repo's blobs/<id> from a verified copy elsewhere in the cache (hard link, else copy).
-  status adopt_blob(repo_id const& repo, blob_id const& blob, fs::path const& source);
+  status adopt_blob(const repo_id& repo, const blob_id& blob, const fs::path& source);
   // Moves a verified partial file into blobs/ atomically (copy + rename across filesystems).
-  status commit_blob(repo_id const& repo, blob_id const& blob, fs::path const& partial);
-  status link_snapshot(repo_id const& repo, commit_id const& commit, std::string const& path,
-                       blob_id const& blob);
-  status write_ref(repo_id const& repo, std::string const& revision, commit_id const& commit);
+  status commit_blob(const repo_id& repo, const blob_id& blob, const fs::path& partial);
+  status link_snapshot(const repo_id& repo, const commit_id& commit, const std::string& path,
+                       const blob_id& blob);
+  status write_ref(const repo_id& repo, const std::string& revision, const commit_id& commit);
   // Removes the snapshot, the refs that point at it, and blobs no remaining snapshot links to.
-  status remove_snapshot(repo_id const& repo, commit_id const& commit);
+  status remove_snapshot(const repo_id& repo, const commit_id& commit);
 
  private:
   fs::path hub_cache_;
@@ -49,30 +49,33 @@ class store {
 };
 
 // Writes a file atomically: temp file in the same directory, fsync, rename, fsync the directory.
-status write_file_atomic(fs::path const& path, std::string_view content);
-status fsync_dir(fs::path const& dir);
+status write_file_atomic(const fs::path& path, std::string_view content);
+status fsync_dir(const fs::path& dir);
 
-// Durable record of which chunks of a partial file are complete, so a restart after kill -9 does
-// not fetch them again. Header line, then one little-endian u32 chunk index per completed chunk.
+// Durable record of how many bytes at the start of each chunk of a partial file are written, so a
+// restart after kill -9 fetches neither complete chunks nor the written part of incomplete ones.
+// Header line, then records of two little-endian u32: chunk index, valid bytes from its start.
 class chunk_journal {
  public:
   chunk_journal() = default;
   ~chunk_journal();
-  chunk_journal(chunk_journal const&) = delete;
-  chunk_journal& operator=(chunk_journal const&) = delete;
+  chunk_journal(const chunk_journal&) = delete;
+  chunk_journal& operator=(const chunk_journal&) = delete;
 
   // Opens (creating if needed). A journal for another size/chunk size is reset.
-  status open(fs::path const& path, std::uint64_t size, std::uint64_t chunk_size);
-  std::vector<bool> const& done() const { return done_; }
-  // Appends records and fdatasyncs; the caller must have synced the data file first.
-  status append(std::vector<std::uint32_t> const& chunks);
+  status open(const fs::path& path, std::uint64_t size, std::uint64_t chunk_size);
+  // Valid bytes at the start of each chunk.
+  const std::vector<std::uint32_t>& valid() const { return valid_; }
+  // Appends (chunk, valid bytes) records and fdatasyncs; the caller must have synced the data
+  // file first, so the journal never claims bytes that are not on disk.
+  status append(const std::vector<std::pair<std::uint32_t, std::uint32_t>>& records);
   status reset();
   void close();
 
  private:
   int fd_ = -1;
   std::string header_;
-  std::vector<bool> done_;
+  std::vector<std::uint32_t> valid_;
 };
 
 }  // namespace voxd

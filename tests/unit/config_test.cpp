@@ -1,0 +1,140 @@
+#include <gtest/gtest.h>
+
+#include "voxd/common/config.hpp"
+
+using namespace voxd;
+
+namespace {
+
+std::vector<config_error> errors_of(const std::string& yaml) {
+  std::vector<config_error> errors;
+  auto c = parse_config(yaml, "voxd.yaml", errors);
+  EXPECT_FALSE(c);
+  return errors;
+}
+
+}  // namespace
+
+TEST(ConfigTest, emptyDocumentGivesDefaultsForEveryKey) {
+  std::vector<config_error> errors;
+  auto c = parse_config("", "voxd.yaml", errors);
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->max_active, 2);
+  EXPECT_EQ(c->connections_per_origin, 8);
+  EXPECT_EQ(c->max_attempts_per_origin, 3);
+  ASSERT_EQ(c->origins.size(), 1u);
+  EXPECT_EQ(c->origins[0].url, "https://huggingface.co");
+  EXPECT_EQ(c->hub_cache, c->state_dir + "/hub");
+  EXPECT_EQ(c->download_cap.type, rate_spec::kind::off);
+}
+
+TEST(ConfigTest, loadsTheContractKeys) {
+  std::vector<config_error> errors;
+  auto c = parse_config(R"(
+socket: /run/x/voxd.sock
+state_dir: /var/lib/x
+hub_cache: /srv/hf
+max_active: 3
+origins:
+  - url: https://mirror.example.com
+    token_file: /etc/voxd/token
+  - url: https://huggingface.co
+models:
+  tts: {repo: openbmb/VoxCPM1.5, revision: v1}
+  other: org/name
+bandwidth:
+  download_cap: 20MB/s
+)",
+                        "voxd.yaml", errors);
+  ASSERT_TRUE(c) << (errors.empty() ? "" : errors[0].format());
+  EXPECT_EQ(c->socket, "/run/x/voxd.sock");
+  EXPECT_EQ(c->hub_cache, "/srv/hf");
+  EXPECT_EQ(c->max_active, 3);
+  ASSERT_EQ(c->origins.size(), 2u);
+  EXPECT_EQ(c->origins[0].token_file, "/etc/voxd/token");
+  EXPECT_EQ(c->models.at("tts").revision, "v1");
+  EXPECT_EQ(c->models.at("other").revision, "main");
+  EXPECT_EQ(c->download_cap.bytes_per_second, 20000000u);
+}
+
+TEST(ConfigTest, relativePathsAreRelativeToTheConfigFile) {
+  std::vector<config_error> errors;
+  auto c = parse_config("state_dir: state\n", "x.yaml", errors, "/etc/voxd");
+  ASSERT_TRUE(c);
+  EXPECT_EQ(c->state_dir, "/etc/voxd/state");
+}
+
+TEST(ConfigTest, unknownKeyIsReportedWithFileLineAndColumn) {
+  auto errors = errors_of("max_active: 2\nmax_actve: 3\n");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].line, 2);
+  EXPECT_EQ(errors[0].column, 1);
+  EXPECT_EQ(errors[0].key, "max_actve");
+  EXPECT_EQ(errors[0].format().rfind("voxd.yaml:2:1: max_actve: unknown key", 0), 0u)
+      << errors[0].format();
+}
+
+TEST(ConfigTest, everyErrorIsReportedNotOnlyTheFirst) {
+  auto errors = errors_of(
+      "max_active: many\n"
+      "origins:\n  - url: ftp://example.com\n"
+      "bandwidth:\n  download_cap: fast\n"
+      "chunk_size: 12 bananas\n"
+      "log_level: loud\n");
+  ASSERT_EQ(errors.size(), 5u);
+  EXPECT_EQ(errors[0].key, "max_active");
+  EXPECT_NE(errors[0].message.find("'many' is not an integer"), std::string::npos);
+  EXPECT_EQ(errors[1].key, "origins");
+  EXPECT_NE(errors[1].message.find("ftp://example.com"), std::string::npos);
+  EXPECT_EQ(errors[2].key, "bandwidth.download_cap");
+  EXPECT_EQ(errors[2].line, 5);
+  EXPECT_EQ(errors[3].key, "chunk_size");
+  EXPECT_EQ(errors[4].key, "log_level");
+}
+
+TEST(ConfigTest, wrongTypesAreNamed) {
+  auto e1 = errors_of("origins: https://huggingface.co\n");
+  EXPECT_NE(e1[0].message.find("expected a list"), std::string::npos);
+  auto e2 = errors_of("socket: [a, b]\n");
+  EXPECT_NE(e2[0].message.find("expected a path, got a list"), std::string::npos);
+  auto e3 = errors_of("bandwidth: 5\n");
+  EXPECT_NE(e3[0].message.find("expected a map"), std::string::npos);
+  auto e4 = errors_of("max_active: 0\n");
+  EXPECT_NE(e4[0].message.find("out of range"), std::string::npos);
+}
+
+TEST(ConfigTest, badUrlsAreRefused) {
+  for (auto bad :
+       {"huggingface.co", "http://", "https://user:pw@host", "https://h/x?y=1", "http://h:99999"}) {
+    auto errors = errors_of(std::string("origins:\n  - url: ") + bad + "\n");
+    ASSERT_FALSE(errors.empty()) << bad;
+    EXPECT_EQ(errors[0].key, "origins");
+  }
+  EXPECT_TRUE(validate_origin_url("http://127.0.0.1:8080"));
+  EXPECT_TRUE(validate_origin_url("https://hf-mirror.com/"));
+}
+
+TEST(ConfigTest, duplicateKeysAndBadAliasesAreErrors) {
+  auto e1 = errors_of("max_active: 1\nmax_active: 2\n");
+  EXPECT_NE(e1[0].message.find("twice"), std::string::npos);
+  auto e2 = errors_of("models:\n  x: {repo: not-a-repo}\n");
+  EXPECT_NE(e2[0].message.find("not-a-repo"), std::string::npos);
+  auto e3 = errors_of("models:\n  x: {repo: a/b, branch: main}\n");
+  EXPECT_NE(e3[0].message.find("unknown key 'branch'"), std::string::npos);
+}
+
+TEST(ConfigTest, yamlSyntaxErrorsCarryAPosition) {
+  auto errors = errors_of("max_active: [1,\n");
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_GT(errors[0].line, 0);
+  EXPECT_NE(errors[0].message.find("YAML syntax error"), std::string::npos);
+}
+
+TEST(ConfigTest, defaultConfigFileParsesAndListsEveryKey) {
+  const auto text = render_default_config();
+  for (const auto& f : config_fields())
+    EXPECT_NE(text.find(std::string(f.key.substr(f.key.rfind('.') + 1))), std::string::npos)
+        << f.key;
+  std::vector<config_error> errors;
+  EXPECT_TRUE(parse_config(text, "default", errors));
+}
