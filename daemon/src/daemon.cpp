@@ -208,23 +208,28 @@ struct daemon::impl {
 
   // ---- model lifecycle ---------------------------------------------------------------------
 
-  model* find(const std::string& name, error& err) {
+  result<model*> find(const std::string& name) {
     if (auto it = models.find(name); it != models.end()) return &it->second;
     std::vector<model*> hits;
     for (auto& [key, m] : models)
       if (m.spec.alias == name || m.spec.repo.str() == name) hits.push_back(&m);
     if (hits.size() == 1) return hits.front();
-    if (hits.size() > 1) {
-      err = make_error(errc::invalid_argument,
-                       fmt::format("'{}' matches several models; name one as repo@revision", name));
-      return nullptr;
-    }
+    if (hits.size() > 1)
+      return make_error(
+          errc::invalid_argument,
+          fmt::format("'{}' matches several models; name one as repo@revision", name));
     // An alias with @revision, e.g. voxcpm-1.5@v2.
     if (auto spec = names.resolve(name, ""); spec)
       if (auto it = models.find(spec->key()); it != models.end()) return &it->second;
-    err = make_error(errc::not_found,
-                     fmt::format("no model '{}' in the daemon (see `voxd ls`)", name));
-    return nullptr;
+    return make_error(errc::not_found,
+                      fmt::format("no model '{}' in the daemon (see `voxd ls`)", name));
+  }
+
+  // The model named by the required "model" parameter.
+  result<model*> model_param(const json& p) {
+    auto name = string_param(p, "model", true);
+    if (!name) return name.err();
+    return find(*name);
   }
 
   json model_json(const model& m) const {
@@ -339,6 +344,9 @@ struct daemon::impl {
   }
 
   void complete(model& m) {
+    // An empty repository still gets its (empty) snapshot, so the ref never dangles.
+    std::error_code ec;
+    std::filesystem::create_directories(st.snapshot_dir(m.spec.repo, *m.commit), ec);
     for (const auto& f : m.files) {
       auto blob = blob_id::parse(f.blob);
       if (auto s = st.link_snapshot(m.spec.repo, *m.commit, f.path, *blob); !s) {
@@ -457,10 +465,9 @@ struct daemon::impl {
     auto name = string_param(p, "model", false);
     if (!name) return name.err();
     if (!name->empty()) {
-      error err;
-      auto* m = find(*name, err);
-      if (!m) return err;
-      return model_json(*m);
+      auto m = find(*name);
+      if (!m) return m.err();
+      return model_json(**m);
     }
     json list = json::array();
     std::vector<const model*> sorted;
@@ -520,11 +527,9 @@ struct daemon::impl {
   }
 
   result<json> m_pause(control_session&, const json& p) {
-    auto name = string_param(p, "model", true);
-    if (!name) return name.err();
-    error err;
-    auto* m = find(*name, err);
-    if (!m) return err;
+    auto found = model_param(p);
+    if (!found) return found.err();
+    model* m = *found;
     if (m->state == model_state::queued || m->active()) {
       fetcher->set_active(m->key(), false);
       set_state(*m, model_state::paused);
@@ -534,11 +539,9 @@ struct daemon::impl {
   }
 
   result<json> m_resume(control_session&, const json& p) {
-    auto name = string_param(p, "model", true);
-    if (!name) return name.err();
-    error err;
-    auto* m = find(*name, err);
-    if (!m) return err;
+    auto found = model_param(p);
+    if (!found) return found.err();
+    model* m = *found;
     if (m->state == model_state::paused || m->state == model_state::error) {
       set_state(*m, model_state::queued);
       schedule();
@@ -547,11 +550,9 @@ struct daemon::impl {
   }
 
   result<json> m_rm(control_session&, const json& p) {
-    auto name = string_param(p, "model", true);
-    if (!name) return name.err();
-    error err;
-    auto* m = find(*name, err);
-    if (!m) return err;
+    auto found = model_param(p);
+    if (!found) return found.err();
+    model* m = *found;
     const auto key = m->key();
     const auto repo = m->spec.repo;
     const auto commit = m->commit;
@@ -572,11 +573,9 @@ struct daemon::impl {
   }
 
   result<json> m_path(control_session&, const json& p) {
-    auto name = string_param(p, "model", true);
-    if (!name) return name.err();
-    error err;
-    auto* m = find(*name, err);
-    if (!m) return err;
+    auto found = model_param(p);
+    if (!found) return found.err();
+    model* m = *found;
     if (m->state != model_state::complete)
       return make_error(errc::not_found, fmt::format("{} is not complete yet (state: {})", m->key(),
                                                      to_string(m->state)));
@@ -584,9 +583,6 @@ struct daemon::impl {
   }
 
   json limits_json() const {
-    std::uint64_t total = 0;
-    for (std::size_t i = 0; i < origins->size(); ++i)
-      total += (*origins)[i].bytes->load();
     return json{{"download", to_string(download_cap)},
                 {"download_bytes_per_second", download_cap.bytes_per_second},
                 {"upload", "off"}};
@@ -619,11 +615,10 @@ struct daemon::impl {
       session.subscribe(std::nullopt);
       return json{{"subscribed", "*"}};
     }
-    error err;
-    auto* m = find(*name, err);
-    if (!m) return err;
-    session.subscribe(m->key());
-    return json{{"subscribed", m->key()}, {"status", model_json(*m)}};
+    auto m = find(*name);
+    if (!m) return m.err();
+    session.subscribe((*m)->key());
+    return json{{"subscribed", (*m)->key()}, {"status", model_json(**m)}};
   }
 
   // ---- loop --------------------------------------------------------------------------------
