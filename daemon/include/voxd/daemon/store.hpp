@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "voxd/common/error.hpp"
+#include "voxd/common/files.hpp"
 #include "voxd/common/ids.hpp"
 
 namespace voxd {
@@ -47,10 +48,6 @@ class store {
   fs::path hub_cache_;
   fs::path state_dir_;
 };
-
-// Writes a file atomically: temp file in the same directory, fsync, rename, fsync the directory.
-status write_file_atomic(const fs::path& path, std::string_view content);
-status fsync_dir(const fs::path& dir);
 
 // Durable record of how many bytes at the start of each chunk of a partial file are written, so a
 // restart after kill -9 fetches neither complete chunks nor the written part of incomplete ones.

@@ -1,0 +1,15 @@
+#pragma once
+// Durable file writes shared by the daemon's store and the tracker's registry.
+
+#include <filesystem>
+#include <string_view>
+
+#include "voxd/common/error.hpp"
+
+namespace voxd {
+
+// Writes a file atomically: temp file in the same directory, fsync, rename, fsync the directory.
+status write_file_atomic(const std::filesystem::path& path, std::string_view content);
+status fsync_dir(const std::filesystem::path& dir);
+
+}  // namespace voxd

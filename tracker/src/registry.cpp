@@ -1,0 +1,162 @@
+#include "voxd/tracker/registry.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <libtorrent/bdecode.hpp>
+#include <libtorrent/torrent_info.hpp>
+
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "voxd/common/files.hpp"
+
+namespace voxd::tracker {
+
+namespace fs = std::filesystem;
+
+result<torrent_record> validate_torrent(std::span<const char> bytes, const blob_id& blob) {
+  auto const bad = [](std::string what) {
+    return make_error(errc::invalid_argument, "torrent " + what);
+  };
+  if (bytes.size() > (4 << 20)) return bad("is larger than 4 MiB");
+  lt::error_code ec;
+  int pos = 0;
+  // Bounded decode: untrusted input must not buy deep recursion or huge token tables.
+  auto const node =
+      lt::bdecode({bytes.data(), static_cast<std::ptrdiff_t>(bytes.size())}, ec, &pos, 20, 200'000);
+  if (ec) return bad(fmt::format("is not valid bencode ({} at byte {})", ec.message(), pos));
+  lt::torrent_info ti(node, ec);
+  if (ec) return bad(fmt::format("is not a valid torrent: {}", ec.message()));
+  if (!ti.info_hashes().has_v1()) return bad("has no v1 info-hash (voxd swarms are v1)");
+  if (ti.num_files() != 1 || ti.files().pad_file_at(lt::file_index_t{0}))
+    return bad(fmt::format("must hold exactly one file, holds {}", ti.num_files()));
+  if (ti.name() != blob.str())
+    return bad(fmt::format("is named '{}', must be named after the blob id {}",
+                           ti.name().substr(0, 80), blob.str()));
+  if (ti.files().file_path(lt::file_index_t{0}) != blob.str())
+    return bad("must be a single-file torrent (no directory)");
+  auto const length = ti.total_size();
+  if (length < 1 || length > (std::int64_t{1} << 40))
+    return bad(fmt::format("has an implausible length {}", length));
+  auto const piece = ti.piece_length();
+  if (piece < (16 << 10) || piece > (64 << 20) || (piece & (piece - 1)) != 0)
+    return bad(
+        fmt::format("has piece size {}; it must be a power of two from 16 KiB to 64 MiB", piece));
+  torrent_record r;
+  r.bytes.assign(bytes.data(), bytes.size());
+  auto const info = ti.info_section();
+  r.info_section.assign(info.data(), static_cast<std::size_t>(info.size()));
+  auto const v1 = ti.info_hashes().v1;
+  std::memcpy(r.hash.bytes.data(), v1.data(), 20);
+  r.length = static_cast<std::uint64_t>(length);
+  r.piece_length = piece;
+  return r;
+}
+
+registry::registry(fs::path data_dir) : dir_(std::move(data_dir) / "torrents") {}
+
+result<std::size_t> registry::load() {
+  std::error_code ec;
+  fs::create_directories(dir_, ec);
+  if (ec)
+    return make_error(errc::io, fmt::format("cannot create {}: {}", dir_.string(), ec.message()));
+  std::size_t loaded = 0;
+  std::lock_guard lock(mutex_);
+  for (const auto& e : fs::directory_iterator(dir_, ec)) {
+    const auto name = e.path().filename().string();
+    if (e.path().extension() != ".torrent") continue;  // temp files of an interrupted write
+    auto blob = blob_id::parse(e.path().stem().string());
+    std::ifstream in(e.path(), std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    const auto bytes = ss.str();
+    if (!blob) {
+      spdlog::error("registry: skipping {}: the name is not a blob id", e.path().string());
+      continue;
+    }
+    auto rec = validate_torrent(bytes, *blob);
+    if (!rec) {
+      spdlog::error("registry: skipping damaged {}: {}", e.path().string(), rec.err().message);
+      continue;
+    }
+    hashes_.insert(rec->hash);
+    torrents_.emplace(blob->str(), std::move(*rec));
+    ++loaded;
+  }
+  if (ec)
+    return make_error(errc::io, fmt::format("cannot read {}: {}", dir_.string(), ec.message()));
+  return loaded;
+}
+
+result<registry::put_outcome> registry::put(const blob_id& blob, std::span<const char> bytes) {
+  auto rec = validate_torrent(bytes, blob);
+  if (!rec) return rec.err();
+  std::lock_guard lock(mutex_);
+  if (auto it = torrents_.find(blob.str()); it != torrents_.end()) {
+    return it->second.info_section == rec->info_section ? put_outcome::unchanged
+                                                        : put_outcome::conflict;
+  }
+  if (auto s = write_file_atomic(dir_ / (blob.str() + ".torrent"), rec->bytes); !s) return s.err();
+  hashes_.insert(rec->hash);
+  torrents_.emplace(blob.str(), std::move(*rec));
+  return put_outcome::stored;
+}
+
+std::optional<std::string> registry::get(const blob_id& blob) const {
+  std::lock_guard lock(mutex_);
+  auto it = torrents_.find(blob.str());
+  if (it == torrents_.end()) return std::nullopt;
+  return it->second.bytes;
+}
+
+bool registry::knows(const info_hash& h) const {
+  std::lock_guard lock(mutex_);
+  return hashes_.count(h) != 0;
+}
+
+std::size_t registry::size() const {
+  std::lock_guard lock(mutex_);
+  return torrents_.size();
+}
+
+lease_outcome registry::take_lease(const blob_id& blob, const std::string& holder,
+                                   std::chrono::seconds ttl, std::uint64_t done,
+                                   std::uint64_t total, lease& current) {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(mutex_);
+  auto& l = leases_[blob.str()];
+  if (!l.holder.empty() && l.holder != holder && l.expires > now) {
+    current = l;
+    return lease_outcome::held_by_other;
+  }
+  const bool renewed = l.holder == holder && l.expires > now;
+  l = lease{holder, done, total, now + ttl};
+  current = l;
+  return renewed ? lease_outcome::renewed : lease_outcome::granted;
+}
+
+std::optional<lease> registry::lease_of(const blob_id& blob) {
+  std::lock_guard lock(mutex_);
+  auto it = leases_.find(blob.str());
+  if (it == leases_.end() || it->second.expires <= std::chrono::steady_clock::now())
+    return std::nullopt;
+  return it->second;
+}
+
+bool registry::release_lease(const blob_id& blob, const std::string& holder) {
+  std::lock_guard lock(mutex_);
+  auto it = leases_.find(blob.str());
+  if (it == leases_.end() || it->second.holder != holder) return false;
+  leases_.erase(it);
+  return true;
+}
+
+std::size_t registry::active_leases() {
+  const auto now = std::chrono::steady_clock::now();
+  std::lock_guard lock(mutex_);
+  std::erase_if(leases_, [&](const auto& kv) { return kv.second.expires <= now; });
+  return leases_.size();
+}
+
+}  // namespace voxd::tracker
