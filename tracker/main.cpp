@@ -35,7 +35,9 @@ voxd::status configure(const std::string& path, const tracker_config& cli,
     if (opt == "passkey") c.server.passkey = cli.server.passkey;
   }
   if (c.server.min_interval > c.server.interval) c.server.min_interval = c.server.interval;
-  c.limits.expiry_seconds = static_cast<std::uint32_t>(2 * c.server.interval + 30);
+  // A peer that missed about two announces is gone.
+  c.limits.expiry_seconds =
+      static_cast<std::uint32_t>(2 * c.server.interval + std::min(c.server.interval, 30));
   if (auto s = read_publish_token(c); !s) {
     errors.push_back(
         {path.empty() ? "command line" : path, 0, 0, "publish_token_file", s.err().message});
@@ -59,7 +61,8 @@ int main(int argc, char** argv) {
   app.add_option("--data-dir", cli.data_dir, "Where registered torrents are stored");
   app.add_option("--publish-token-file", cli.publish_token_file,
                  "File holding the bearer token needed to publish");
-  app.add_option("--interval", cli.server.interval, "Announce interval in seconds");
+  app.add_option("--interval", cli.server.interval, "Announce interval in seconds")
+      ->check(CLI::Range(2, 86400));
   app.add_flag("--allow-list", cli.server.allow_list,
                "Serve only info-hashes known to the registry");
   app.add_option("--passkey", cli.server.passkey, "Require /announce/<passkey>");

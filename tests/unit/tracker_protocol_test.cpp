@@ -89,6 +89,12 @@ TEST(TrackerProtocolTest, encodesBencodedReplies) {
                               "intervali10e5:peers6:") +
                       std::string("\x7f\x00\x00\x01\x1a\xe1", 6) + "e");
   EXPECT_EQ(encode_failure("no"), "d14:failure reason2:noe");
+  info_hash h;
+  h.bytes.fill('A');
+  EXPECT_EQ(
+      encode_scrape({{h, {1, 2, 3}}}, 10),
+      "d5:filesd20:" + std::string(20, 'A') +
+          "d8:completei1e10:downloadedi3e10:incompletei2eee5:flagsd20:min_request_intervali10eee");
   const auto list = encode_announce(r, false);
   EXPECT_NE(list.find("2:ip9:127.0.0.14:porti6881e"), std::string::npos) << list;
 }

@@ -70,7 +70,7 @@ const std::map<std::string, setter>& table() {
          return std::nullopt;
        }},
       {"interval",
-       number<int>(nullptr, 5, 86400, [](tracker_config& c) -> int& { return c.server.interval; })},
+       number<int>(nullptr, 2, 86400, [](tracker_config& c) -> int& { return c.server.interval; })},
       {"min_interval",
        number<int>(nullptr, 1, 86400,
                    [](tracker_config& c) -> int& { return c.server.min_interval; })},

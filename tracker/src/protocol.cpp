@@ -238,7 +238,7 @@ std::string encode_scrape(const std::vector<std::pair<info_hash, swarm_counts>>&
                           int min_interval) {
   lt::entry e(lt::entry::dictionary_t);
   auto& f = e["files"];
-  f = lt::entry::dictionary_t;
+  f = lt::entry(lt::entry::dictionary_t);
   for (const auto& [h, c] : files) {
     lt::entry d(lt::entry::dictionary_t);
     d["complete"] = c.complete;
@@ -246,7 +246,9 @@ std::string encode_scrape(const std::vector<std::pair<info_hash, swarm_counts>>&
     d["downloaded"] = c.downloaded;
     f[std::string(reinterpret_cast<const char*>(h.bytes.data()), 20)] = std::move(d);
   }
-  e["flags"]["min_request_interval"] = min_interval;
+  lt::entry flags(lt::entry::dictionary_t);
+  flags["min_request_interval"] = min_interval;
+  e["flags"] = std::move(flags);
   std::string out;
   lt::bencode(std::back_inserter(out), e);
   return out;

@@ -590,7 +590,8 @@ struct server::impl {
   }
 
   void tick() {
-    housekeeping.expires_after(std::chrono::seconds(10));
+    // Often enough that expiry is prompt even with short test intervals.
+    housekeeping.expires_after(std::chrono::seconds(std::clamp(options().interval / 2, 1, 10)));
     housekeeping.async_wait([this](boost::system::error_code ec) {
       if (ec) return;
       swarms.expire(now_seconds());
