@@ -23,7 +23,7 @@ SECRET = "voxd-test-secret"
 
 
 def free_port(ip):
-    with socket.socket() as s:
+    with socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET) as s:
         s.bind((ip, 0))
         return s.getsockname()[1]
 

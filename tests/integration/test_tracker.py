@@ -82,6 +82,30 @@ class TrackerTest(unittest.TestCase):
         r = u.exchange(struct.pack(">QII", conn, 1, 77) + b"x" * 10)  # truncated announce
         self.assertEqual(struct.unpack(">II", r[:8]), (3, 77))
 
+    def test_ipv6_and_dual_stack(self):
+        t = self.tracker(ip="::")
+        ih = os.urandom(20)
+        u6 = UdpClient("::1", t.port)
+        self.addCleanup(u6.close)
+        conn = u6.connect()
+        u6.announce(conn, ih, 7101, left=5)
+        r, tx = u6.announce(conn, ih, 7102, left=5)
+        self.assertEqual(len(r) - 20, 18)  # one IPv6 peer: 16-byte address + port
+        self.assertEqual(r[20:36], socket.inet_pton(socket.AF_INET6, "::1"))
+        # An IPv4 client of the same [::] socket is an IPv4 peer, answered with 6-byte entries.
+        u4 = UdpClient("127.0.0.1", t.port)
+        self.addCleanup(u4.close)
+        c4 = u4.connect()
+        u4.announce(c4, ih, 7201, left=5)
+        r, tx = u4.announce(c4, ih, 7202, left=5)
+        self.assertEqual(r[20:], bytes([127, 0, 0, 1]) + struct.pack(">H", 7201))
+        # HTTP over IPv6 returns peers6.
+        t6 = Tracker(self.dir, ip="::1")
+        t6.port = t.port
+        got = t6.announce(ih, 7301, left=5)
+        self.assertEqual(len(got.get(b"peers6", b"")) % 18, 0)
+        self.assertGreaterEqual(len(got.get(b"peers6", b"")), 18)
+
     def test_garbage_on_tcp_and_udp_leaves_the_tracker_answering(self):
         t = self.tracker()
         for payload in [os.urandom(5000), b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n\r\n",

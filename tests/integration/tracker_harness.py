@@ -82,7 +82,8 @@ class Tracker:
         self.log = os.path.join(workdir, "tracker-%d.log" % self.port)
 
     def start(self):
-        args = [TRACKER, "--listen", "%s:%d" % (self.ip, self.port), "--udp", "%s:%d" % (self.ip, self.port),
+        host = "[%s]" % self.ip if ":" in self.ip else self.ip
+        args = [TRACKER, "--listen", "%s:%d" % (host, self.port), "--udp", "%s:%d" % (host, self.port),
                 "--data-dir", self.data] + self.extra
         if self.token:
             tf = os.path.join(self.dir, "publish-token")
@@ -113,17 +114,17 @@ class Tracker:
 
     @property
     def url(self):
-        return "http://%s:%d" % (self.ip, self.port)
+        return "http://%s:%d" % ("[%s]" % self.ip if ":" in self.ip else self.ip, self.port)
 
     def get(self, path):
         try:
-            with urllib.request.urlopen(self.url + path, timeout=10) as r:
+            with urllib.request.urlopen(self.url.replace("[::]", "[::1]") + path, timeout=10) as r:
                 return r.status, r.read()
         except urllib.error.HTTPError as e:
             return e.code, e.read()
 
     def request(self, method, path, body=b"", token=None):
-        req = urllib.request.Request(self.url + path, data=body, method=method)
+        req = urllib.request.Request(self.url.replace("[::]", "[::1]") + path, data=body, method=method)
         if token:
             req.add_header("Authorization", "Bearer " + token)
         try:
@@ -157,7 +158,7 @@ class Tracker:
 class UdpClient:
     def __init__(self, ip, port):
         self.addr = (ip, port)
-        self.s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.s = socket.socket(socket.AF_INET6 if ":" in ip else socket.AF_INET, socket.SOCK_DGRAM)
         self.s.settimeout(5)
 
     def close(self):

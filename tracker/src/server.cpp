@@ -105,8 +105,7 @@ struct metrics {
 
 struct server::impl {
   asio::io_context& io;
-  server_options opts;
-  std::mutex opts_mutex;
+  server_options opts;  // read and replaced on the io thread only (requests and SIGHUP)
   swarm_store& swarms;
   registry& reg;
   metrics m;
@@ -128,13 +127,10 @@ struct server::impl {
   impl(asio::io_context& i, server_options o, swarm_store& s, registry& r)
       : io(i), opts(std::move(o)), swarms(s), reg(r) {
     RAND_bytes(secrets[0].data(), 32);
-    RAND_bytes(secrets[1].data(), 32);
+    rotate_secret();  // primes both hash states
   }
 
-  server_options options() {
-    std::lock_guard lock(opts_mutex);
-    return opts;
-  }
+  const server_options& options() const { return opts; }
 
   int jittered_interval(const server_options& o) {
     // Spreads re-announces so a fleet that started together does not stay in step.
@@ -160,21 +156,52 @@ struct server::impl {
     return true;
   }
 
+  // SHA-256 states that have absorbed a 64-byte block holding each secret; per packet only the
+  // client address is hashed on top (fixed-length input, so no length-extension concern).
+  struct primed_hash {
+    EVP_MD_CTX* base = EVP_MD_CTX_new();
+    EVP_MD_CTX* work = EVP_MD_CTX_new();
+    primed_hash() = default;
+    primed_hash(const primed_hash&) = delete;
+    primed_hash& operator=(const primed_hash&) = delete;
+    ~primed_hash() {
+      EVP_MD_CTX_free(base);
+      EVP_MD_CTX_free(work);
+    }
+    void prime(const std::array<std::uint8_t, 32>& secret) {
+      std::array<std::uint8_t, 64> block{};
+      std::memcpy(block.data(), secret.data(), 32);
+      EVP_DigestInit_ex(base, EVP_sha256(), nullptr);
+      EVP_DigestUpdate(base, block.data(), block.size());
+    }
+  };
+  std::array<primed_hash, 2> primed;
+
+  void rotate_secret() {
+    secrets[1] = secrets[0];
+    RAND_bytes(secrets[0].data(), 32);
+    primed[0].prime(secrets[0]);
+    primed[1].prime(secrets[1]);
+  }
+
   std::uint64_t connection_id(const udp_proto::endpoint& from, int which) {
-    auto const addr = from.address();
+    const auto addr = from.address();
     std::array<std::uint8_t, 16> bytes{};
     std::size_t n = 4;
     if (addr.is_v4()) {
-      auto b = addr.to_v4().to_bytes();
+      const auto b = addr.to_v4().to_bytes();
       std::memcpy(bytes.data(), b.data(), 4);
     } else {
-      auto b = addr.to_v6().to_bytes();
+      const auto b = addr.to_v6().to_bytes();
       std::memcpy(bytes.data(), b.data(), 16);
       n = 16;
     }
+    auto& p = primed[static_cast<std::size_t>(which)];
+    EVP_MD_CTX_copy_ex(p.work, p.base);
+    EVP_DigestUpdate(p.work, bytes.data(), n);
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int len = 0;
-    HMAC(EVP_sha256(), secrets[which].data(), 32, bytes.data(), n, md, &len);
+    EVP_DigestFinal_ex(p.work, md, &len);
     std::uint64_t id;
     std::memcpy(&id, md, 8);
     return id;
@@ -220,7 +247,7 @@ struct server::impl {
     }
 
     void read() {
-      const auto o = owner.options();
+      const auto& o = owner.options();
       parser.emplace();
       parser->header_limit(static_cast<std::uint32_t>(o.max_header_bytes));
       parser->body_limit(o.max_body_bytes);
@@ -291,7 +318,7 @@ struct server::impl {
   void handle(const http::request<http::string_body>& req, const asio::ip::address& peer,
               http::response<http::string_body>& res) {
     res = {};
-    const auto o = options();
+    const auto& o = options();
     const std::string_view target(req.target().data(), req.target().size());
     const auto qpos = target.find('?');
     const auto path = target.substr(0, qpos);
@@ -525,20 +552,29 @@ struct server::impl {
 
   // ---- UDP -------------------------------------------------------------------------------------
 
+  void udp_one(std::size_t n) {
+    try {
+      udp_handle({udp_buf.data(), n});
+    } catch (const std::exception& e) {
+      spdlog::error("udp: packet from {} failed: {}", udp_from.address().to_string(), e.what());
+    }
+  }
+
   void udp_receive() {
-    udp.async_receive_from(asio::buffer(udp_buf), udp_from,
-                           [this](boost::system::error_code ec, std::size_t n) {
-                             if (ec == asio::error::operation_aborted || !udp.is_open()) return;
-                             if (!ec) {
-                               try {
-                                 udp_handle({udp_buf.data(), n});
-                               } catch (const std::exception& e) {
-                                 spdlog::error("udp: packet from {} failed: {}",
-                                               udp_from.address().to_string(), e.what());
-                               }
-                             }
-                             udp_receive();
-                           });
+    udp.async_receive_from(
+        asio::buffer(udp_buf), udp_from, [this](boost::system::error_code ec, std::size_t n) {
+          if (ec == asio::error::operation_aborted || !udp.is_open()) return;
+          if (!ec) udp_one(n);
+          // Drain what else is queued before going back to the reactor (bounded, to stay fair to
+          // HTTP).
+          for (int i = 0; i < 64; ++i) {
+            boost::system::error_code rec;
+            const auto got = udp.receive_from(asio::buffer(udp_buf), udp_from, 0, rec);
+            if (rec) break;
+            udp_one(got);
+          }
+          udp_receive();
+        });
   }
 
   void udp_send(const std::vector<std::uint8_t>& out) {
@@ -547,7 +583,7 @@ struct server::impl {
   }
 
   void udp_handle(std::span<const std::uint8_t> data) {
-    const auto o = options();
+    const auto& o = options();
     if (!allow_rate(udp_from.address(), o.max_requests_per_second)) {
       m.reject("rate_limited");
       return;
@@ -598,8 +634,7 @@ struct server::impl {
       static std::uint32_t last_rotation = 0;
       if (now_seconds() - last_rotation >= 60) {
         last_rotation = now_seconds();
-        secrets[1] = secrets[0];
-        RAND_bytes(secrets[0].data(), 32);
+        rotate_secret();
       }
       {
         std::lock_guard lock(rate_mutex);
@@ -618,7 +653,7 @@ server::~server() = default;
 
 status server::start() {
   auto& i = *impl_;
-  const auto o = i.options();
+  const auto& o = i.options();
   if (!o.http_listen.empty()) {
     unsigned short port = 0;
     auto addr = parse_address(o.http_listen, port);
@@ -642,6 +677,7 @@ status server::start() {
     udp_proto::endpoint ep(*addr, port);
     i.udp.open(ep.protocol(), ec);
     if (!ec) i.udp.bind(ep, ec);
+    if (!ec) i.udp.non_blocking(true, ec);
     if (ec)
       return make_error(errc::io,
                         fmt::format("cannot bind {} (UDP): {}", o.udp_listen, ec.message()));
@@ -659,7 +695,6 @@ void server::stop() {
 }
 
 void server::set_options(const server_options& opts) {
-  std::lock_guard lock(impl_->opts_mutex);
   auto& o = impl_->opts;
   // Listen addresses cannot change without a restart; everything else can.
   const auto http = o.http_listen, udpl = o.udp_listen;
