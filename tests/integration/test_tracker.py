@@ -189,6 +189,48 @@ class TrackerTest(unittest.TestCase):
         wait_until(lambda: t.announce(ih, 6002, left=10)[b"incomplete"] == 1, 20, "the silent peer to expire", 0.5)
         self.assertEqual(t.announce(ih, 6002, left=10)[b"peers"], b"")
 
+    def test_passkey_paths(self):
+        t = self.tracker(extra=["--passkey", "s3cret"])
+        ih = os.urandom(20)
+        self.assertIn(b"unknown passkey", t.announce(ih, 6001)[b"failure reason"])
+        import urllib.parse
+        q = "info_hash=%s&peer_id=%s&port=6002&left=0" % (urllib.parse.quote(ih), "p" * 20)
+        status, body = t.get("/announce/s3cret?" + q)
+        self.assertIn(b"interval", bdecode(body))
+        self.assertIn(b"failure reason", bdecode(t.get("/announce/wrong?" + q)[1]))
+        self.assertIn(b"files", bdecode(t.get("/scrape/s3cret?info_hash=" + urllib.parse.quote(ih))[1]))
+
+    def test_sighup_reloads_limits_and_allow_list_and_refuses_a_bad_config(self):
+        import signal
+        conf = os.path.join(self.dir, "tracker.yaml")
+        with open(conf, "w") as f:
+            f.write("interval: 60\nallow_list: false\n")
+        t = self.tracker(extra=["--config", conf])
+        ih = os.urandom(20)
+        self.assertIn(b"interval", t.announce(ih, 6001))
+        with open(conf, "w") as f:
+            f.write("interval: 30\nallow_list: true\n")
+        t.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reloaded" in t.read_log(), 10, "the reload")
+        self.assertIn(b"unknown info_hash", t.announce(ih, 6001)[b"failure reason"])
+        with open(conf, "w") as f:
+            f.write("interval: never\nallow_list: false\n")
+        t.proc.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reload refused" in t.read_log(), 10, "the refusal")
+        self.assertIn("interval: 'never' is not an integer", t.read_log())
+        self.assertIn(b"unknown info_hash", t.announce(ih, 6001)[b"failure reason"])  # old config in force
+        self.assertIsNone(t.proc.poll())
+
+    def test_requests_per_source_address_are_limited(self):
+        conf = os.path.join(self.dir, "tracker.yaml")
+        with open(conf, "w") as f:
+            f.write("max_requests_per_second: 5\n")
+        t = self.tracker(extra=["--config", conf])
+        replies = [t.announce(os.urandom(20), 6000 + i) for i in range(20)]
+        limited = [r for r in replies if r.get(b"failure reason") == b"too many requests"]
+        self.assertGreaterEqual(len(limited), 10)
+        self.assertGreaterEqual(t.metric("voxd_tracker_rejected_total", 'reason="rate_limited"'), 10)
+
     def test_stop_is_clean_on_sigterm(self):
         t = self.tracker()
         t0 = time.monotonic()

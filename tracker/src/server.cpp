@@ -325,6 +325,10 @@ struct server::impl {
     const auto query =
         qpos == std::string_view::npos ? std::string_view{} : target.substr(qpos + 1);
     const bool tracker_path = path.rfind("/announce", 0) == 0 || path.rfind("/scrape", 0) == 0;
+    if (path == "/healthz") return respond(res, http::status::ok, "ok\n");
+    if (path == "/metrics")
+      return respond(res, http::status::ok, render_metrics(), "text/plain; version=0.0.4");
+    // Monitoring (above) is not rate limited; everything else is.
     if (!allow_rate(peer, o.max_requests_per_second)) {
       m.reject("rate_limited");
       respond(res, http::status::too_many_requests,
@@ -348,9 +352,6 @@ struct server::impl {
       }
       return announce ? http_announce(query, peer, o, res) : http_scrape(query, o, res);
     }
-    if (path == "/healthz") return respond(res, http::status::ok, "ok\n");
-    if (path == "/metrics")
-      return respond(res, http::status::ok, render_metrics(), "text/plain; version=0.0.4");
     if (path.rfind("/v1/blobs/", 0) == 0) return handle_registry(req, path.substr(10), o, res);
     m.reject("not_found");
     respond(res, http::status::not_found, "not found\n");
