@@ -192,23 +192,22 @@ void control_session::handle_line(std::string_view line) {
     return;
   }
   const auto& req = std::get<rpc::request>(parsed);
-  result<rpc::json> r = make_error(errc::failure, "no answer");
+  std::optional<result<rpc::json>> answer;
   try {
-    r = server_.handler_(*this, req);
+    answer = server_.handler_(*this, req);
   } catch (const std::exception& ex) {
     // A handler bug must not take the daemon down; the client learns what happened.
     spdlog::error("control socket: {} failed: {}", req.method, ex.what());
-    r = error{errc::failure, fmt::format("internal error in {}: {}", req.method, ex.what())};
+    answer = error{errc::failure, fmt::format("internal error in {}: {}", req.method, ex.what())};
   }
   if (req.id.is_null()) return;  // a notification gets no answer
-  if (r) {
-    send(rpc::encode_result(req.id, std::move(*r)));
+  if (!answer) {
+    send(rpc::encode_error(req.id, rpc::method_not_found,
+                           fmt::format("unknown method '{}'", req.method)));
+  } else if (*answer) {
+    send(rpc::encode_result(req.id, std::move(**answer)));
   } else {
-    const int code =
-        r.err().code == errc::protocol && r.err().message.rfind("unknown method", 0) == 0
-            ? rpc::method_not_found
-            : static_cast<int>(r.err().code);
-    send(rpc::encode_error(req.id, code, r.err().message));
+    send(rpc::encode_error(req.id, static_cast<int>(answer->err().code), answer->err().message));
   }
 }
 

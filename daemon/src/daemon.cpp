@@ -423,14 +423,14 @@ struct daemon::impl {
     return table;
   }
 
-  result<json> dispatch(control_session& session, const rpc::request& req) {
+  std::optional<result<json>> dispatch(control_session& session, const rpc::request& req) {
     for (const auto& m : methods()) {
       if (m.name != req.method) continue;
       if (m.changes_state)
         spdlog::info("{} {} by {}", req.method, req.params.dump(), session.peer().describe());
       return (this->*m.fn)(session, req.params);
     }
-    return make_error(errc::protocol, fmt::format("unknown method '{}'", req.method));
+    return std::nullopt;
   }
 
   static result<std::string> string_param(const json& p, const char* name, bool required) {

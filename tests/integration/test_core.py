@@ -318,6 +318,19 @@ class CoreTest(VoxdTest):
         self.assert_exact("org/a", COMMIT, files_a)
         self.assert_exact("org/b", COMMIT2, files_b)
 
+    def test_download_cap_is_honoured(self):
+        env = self.env
+        files = model_world(env, big_size=12 * MiB)
+        self.start(repos={"openbmb/VoxCPM1.5": {"refs": {"main": COMMIT}, "commits": {COMMIT: files}}},
+                   extra_config="bandwidth:\n  download_cap: 4MB/s\n")
+        total = sum(os.path.getsize(f) for _, f, _ in files)
+        t0 = time.monotonic()
+        env.cli("add", "voxcpm-1.5")
+        elapsed = time.monotonic() - t0
+        # A lower bound only (a slow machine can only make it slower): the cap holds within 50%.
+        self.assertGreater(elapsed, total / (4e6 * 1.5), "%.1f MB in %.2f s" % (total / 1e6, elapsed))
+        self.assert_exact("openbmb/VoxCPM1.5", COMMIT, files)
+
     def test_pause_resume_rm_limit(self):
         env = self.env
         files = model_world(env, big_size=16 * MiB)

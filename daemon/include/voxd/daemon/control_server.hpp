@@ -33,7 +33,9 @@ class control_session;
 class control_server {
  public:
   // A handler answers a request; it may mark the session as subscribed to events.
-  using handler = std::function<result<rpc::json>(control_session&, const rpc::request&)>;
+  // nullopt: no such method (answered with JSON-RPC's method-not-found).
+  using handler =
+      std::function<std::optional<result<rpc::json>>(control_session&, const rpc::request&)>;
 
   control_server(boost::asio::io_context& io, std::string path, handler h);
   ~control_server();
