@@ -232,24 +232,35 @@ struct daemon::impl {
     return find(*name);
   }
 
-  json model_json(const model& m) const {
-    std::uint64_t total = 0, done = 0, from_origin = m.from_origin_base;
+  struct model_progress {
+    std::uint64_t total = 0, done = 0, from_origin = 0;
     std::size_t files_done = 0;
+  };
+
+  model_progress progress_of(const model& m) const {
+    model_progress p{0, 0, m.from_origin_base, 0};
     for (const auto& f : m.files) {
-      total += f.size;
+      p.total += f.size;
       if (!m.pending.count(f.blob) &&
           (m.state == model_state::complete || m.state == model_state::downloading)) {
-        done += f.size;
-        ++files_done;
+        p.done += f.size;
+        ++p.files_done;
         continue;
       }
       if (auto blob = blob_id::parse(f.blob); blob)
-        if (auto p = fetcher->progress(*blob)) {
-          done += p->done;
-          from_origin += p->from_origin;
+        if (auto b = fetcher->progress(*blob)) {
+          p.done += b->done;
+          p.from_origin += b->from_origin;
         }
     }
-    if (m.state == model_state::complete) done = total;
+    if (m.state == model_state::complete) p.done = p.total;
+    return p;
+  }
+
+  json model_json(const model& m) const { return model_json(m, progress_of(m)); }
+
+  json model_json(const model& m, const model_progress& p) const {
+    const auto [total, done, from_origin, files_done] = p;
     json j{{"model", m.key()},
            {"alias", m.spec.alias},
            {"repo", m.spec.repo.str()},
@@ -629,14 +640,14 @@ struct daemon::impl {
     last_tick = now;
     for (auto& [k, m] : models) {
       if (!m.active()) continue;
-      auto j = model_json(m);
-      const auto done = j["bytes_done"].get<std::uint64_t>();
+      const auto p = progress_of(m);
       if (dt > 0) {
-        const double inst = done >= m.last_done ? static_cast<double>(done - m.last_done) / dt : 0;
+        const double inst =
+            p.done >= m.last_done ? static_cast<double>(p.done - m.last_done) / dt : 0;
         m.rate = m.rate == 0 ? inst : 0.7 * m.rate + 0.3 * inst;
       }
-      m.last_done = done;
-      control->broadcast("model.progress", model_json(m), m.key());
+      m.last_done = p.done;
+      control->broadcast("model.progress", model_json(m, p), m.key());
     }
     tick.expires_after(std::chrono::milliseconds(500));
     tick.async_wait([this](boost::system::error_code ec) {
