@@ -5,6 +5,7 @@
 #include <unistd.h>
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <iostream>
@@ -155,10 +156,10 @@ void print_status_table(const json& st) {
     std::cout << "no models; add one with `voxd add MODEL`\n";
     return;
   }
-  std::cout << fmt::format("{:<40} {:<12} {:>18} {:>11}\n", "MODEL", "STATE", "PROGRESS", "RATE");
+  std::cout << fmt::format("{:<40} {:<12} {:<18} {:>11}\n", "MODEL", "STATE", "PROGRESS", "RATE");
   for (const auto& m : st["models"])
     std::cout << fmt::format(
-        "{:<40} {:<12} {:>18} {:>11}\n", str(m, "model"), str(m, "state"),
+        "{:<40} {:<12} {:<18} {:>11}\n", str(m, "model"), str(m, "state"),
         fmt::format("{:.0f}% of {}", percent(m), format_bytes(u64(m, "bytes_total"))),
         str(m, "state") == "downloading" ? format_rate(dbl(m, "rate")) : "");
 }
@@ -221,6 +222,20 @@ int run(int argc, char** argv) {
       ->check(CLI::IsMember({"download", "upload"}));
   limit->add_option("RATE", rate, "A rate such as 20MB/s, 200Mbit, or off");
 
+  // CLI11 would report an unknown command as a missing one; name it instead.
+  if (argc > 1 && argv[1][0] != '-') {
+    const std::string first = argv[1];
+    const auto subs = app.get_subcommands([](const CLI::App*) { return true; });
+    if (std::none_of(subs.begin(), subs.end(),
+                     [&](const CLI::App* s) { return s->get_name() == first; })) {
+      std::string names;
+      for (const auto* s : subs)
+        names += (names.empty() ? "" : ", ") + s->get_name();
+      std::cerr << fmt::format("voxd: unknown command '{}' (commands: {}; see voxd --help)\n",
+                               first, names);
+      return static_cast<int>(errc::usage);
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

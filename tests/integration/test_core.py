@@ -229,6 +229,9 @@ class CoreTest(VoxdTest):
         self.assertIn("HTTP 401", r2.stderr)
         r3 = self.env.cli("status", "not-added", check=False)
         self.assertEqual(r3.returncode, 5)
+        r4 = self.env.cli("frobnicate", check=False)
+        self.assertEqual(r4.returncode, 2)
+        self.assertIn("unknown command 'frobnicate'", r4.stderr)
         self.assertEqual(self.env.cli("status").returncode, 0)
 
     def test_socket_permission(self):
