@@ -477,25 +477,22 @@ struct server::impl {
 
   std::string render_metrics() {
     std::string out;
-    static constexpr const char* protos[] = {"http", "udp"};
-    out +=
-        "# HELP voxd_tracker_announces_total Announces by protocol and result.\n# TYPE "
-        "voxd_tracker_announces_total counter\n";
-    for (int p = 0; p < 2; ++p) {
-      out += fmt::format("voxd_tracker_announces_total{{protocol=\"{}\",result=\"ok\"}} {}\n",
-                         protos[p], m.announce_ok[p].load());
-      out += fmt::format("voxd_tracker_announces_total{{protocol=\"{}\",result=\"error\"}} {}\n",
-                         protos[p], m.announce_err[p].load());
-    }
-    out +=
-        "# HELP voxd_tracker_scrapes_total Scrapes by protocol and result.\n# TYPE "
-        "voxd_tracker_scrapes_total counter\n";
-    for (int p = 0; p < 2; ++p) {
-      out += fmt::format("voxd_tracker_scrapes_total{{protocol=\"{}\",result=\"ok\"}} {}\n",
-                         protos[p], m.scrape_ok[p].load());
-      out += fmt::format("voxd_tracker_scrapes_total{{protocol=\"{}\",result=\"error\"}} {}\n",
-                         protos[p], m.scrape_err[p].load());
-    }
+    // A counter by protocol (http, udp) and result (ok, error).
+    auto by_protocol = [&](std::string_view name, std::string_view help, const auto& ok,
+                           const auto& err) {
+      out += fmt::format("# HELP {0} {1}\n# TYPE {0} counter\n", name, help);
+      static constexpr const char* protos[] = {"http", "udp"};
+      for (int p = 0; p < 2; ++p) {
+        out +=
+            fmt::format("{}{{protocol=\"{}\",result=\"ok\"}} {}\n", name, protos[p], ok[p].load());
+        out += fmt::format("{}{{protocol=\"{}\",result=\"error\"}} {}\n", name, protos[p],
+                           err[p].load());
+      }
+    };
+    by_protocol("voxd_tracker_announces_total", "Announces by protocol and result.", m.announce_ok,
+                m.announce_err);
+    by_protocol("voxd_tracker_scrapes_total", "Scrapes by protocol and result.", m.scrape_ok,
+                m.scrape_err);
     const auto t = swarms.totals();
     out += fmt::format(
         "# HELP voxd_tracker_swarms Swarms with at least one peer.\n# TYPE voxd_tracker_swarms "

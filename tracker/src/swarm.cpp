@@ -276,24 +276,23 @@ announce_reply swarm_store::announce(const announce_request& req, const peer_add
   }
   auto& s = it->second;
   if (req.event == announce_event::completed) ++s.downloaded;
+  // Same steps for either family: record (or drop) the requester, then pick others for it.
+  auto in_family = [&](auto rec, auto& table, std::string& peers) {
+    rec.port = from.port;
+    rec.seed = seed;
+    rec.last_seen = now;
+    update(s, table, rec, req, lim, total_peers_);
+    if (req.event != announce_event::stopped)
+      select_peers(table, table.find(rec), seed, want, rnd, peers);
+  };
   if (from.v6) {
     peer6 rec{};
     std::memcpy(rec.ip.data(), from.ip.data(), 16);
-    rec.port = from.port;
-    rec.seed = seed;
-    rec.last_seen = now;
-    update(s, s.v6, rec, req, lim, total_peers_);
-    if (req.event != announce_event::stopped)
-      select_peers(s.v6, s.v6.find(rec), seed, want, rnd, out.peers6);
+    in_family(rec, s.v6, out.peers6);
   } else {
     peer4 rec{};
     std::memcpy(&rec.ip, from.ip.data(), 4);
-    rec.port = from.port;
-    rec.seed = seed;
-    rec.last_seen = now;
-    update(s, s.v4, rec, req, lim, total_peers_);
-    if (req.event != announce_event::stopped)
-      select_peers(s.v4, s.v4.find(rec), seed, want, rnd, out.peers4);
+    in_family(rec, s.v4, out.peers4);
   }
   out.counts = {s.seeders, static_cast<std::uint32_t>(s.size()) - s.seeders, s.downloaded};
   if (s.size() == 0 && s.downloaded == 0) sh.swarms.erase(it);
