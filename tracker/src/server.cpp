@@ -623,20 +623,25 @@ struct server::impl {
     udp_send(udp::encode_scrape(s.transaction, counts));
   }
 
+  // Every 50 ms one shard is swept (a full pass every 3.2 s), so expiry is prompt and no single
+  // sweep over millions of peers stalls the announces queued behind it.
+  std::size_t next_shard = 0;
+  std::uint32_t last_rotation = 0;
+  steady::time_point last_rate_cleanup = steady::now();
+
   void tick() {
-    // Often enough that expiry is prompt even with short test intervals.
-    housekeeping.expires_after(std::chrono::seconds(std::clamp(options().interval / 2, 1, 10)));
+    housekeeping.expires_after(std::chrono::milliseconds(50));
     housekeeping.async_wait([this](boost::system::error_code ec) {
       if (ec) return;
-      swarms.expire(now_seconds());
-      static std::uint32_t last_rotation = 0;
+      swarms.expire_shard(next_shard++ % swarm_store::shard_count, now_seconds());
       if (now_seconds() - last_rotation >= 60) {
         last_rotation = now_seconds();
         rotate_secret();
       }
-      {
+      if (steady::now() - last_rate_cleanup > std::chrono::seconds(10)) {
+        last_rate_cleanup = steady::now();
         std::lock_guard lock(rate_mutex);
-        const auto cutoff = steady::now() - std::chrono::seconds(10);
+        const auto cutoff = last_rate_cleanup - std::chrono::seconds(10);
         std::erase_if(rates, [&](const auto& kv) { return kv.second.last < cutoff; });
       }
       tick();

@@ -309,8 +309,14 @@ swarm_counts swarm_store::scrape(const info_hash& h) {
 }
 
 void swarm_store::expire(std::uint32_t now) {
+  for (std::size_t i = 0; i < shards_.size(); ++i)
+    expire_shard(i, now);
+}
+
+void swarm_store::expire_shard(std::size_t index, std::uint32_t now) {
   const auto lim = limits();
-  for (auto* sh : shards_) {
+  {
+    auto* sh = shards_[index % shards_.size()];
     std::lock_guard lock(sh->mutex);
     for (auto it = sh->swarms.begin(); it != sh->swarms.end();) {
       auto& s = it->second;

@@ -49,6 +49,9 @@ class swarm_store {
   swarm_counts scrape(const info_hash& h);
   // Drops peers not seen for expiry_seconds, and empty swarms.
   void expire(std::uint32_t now);
+  // The same for one shard, so a server can spread the sweep and never stall announces on it.
+  void expire_shard(std::size_t index, std::uint32_t now);
+  static constexpr std::size_t shard_count = 64;
   swarm_totals totals();
   void set_limits(const swarm_limits& limits);
   swarm_limits limits() const;
@@ -56,7 +59,7 @@ class swarm_store {
  private:
   struct shard;
   shard& shard_for(const info_hash& h);
-  std::array<shard*, 64> shards_{};
+  std::array<shard*, shard_count> shards_{};
   mutable std::mutex limits_mutex_;
   swarm_limits limits_;
   std::atomic<std::uint64_t> total_peers_{0};
