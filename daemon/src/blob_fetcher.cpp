@@ -307,6 +307,21 @@ bool parse_content_range(const std::string& v, std::uint64_t& a, std::uint64_t& 
   return r3.ec == std::errc{} && r3.ptr == end;
 }
 
+// Why a 200/206 answer is not the range [a, b] of a file of `size` bytes; empty when it is.
+std::string range_problem(const http_response& r, std::uint64_t a, std::uint64_t b,
+                          std::uint64_t size) {
+  if (r.status == 200)
+    return a == 0 && b + 1 == size ? std::string()
+                                   : std::string("the origin ignores Range requests");
+  std::uint64_t ra = 0, rb = 0, total = 0;
+  if (!parse_content_range(r.header("content-range"), ra, rb, total))
+    return fmt::format("unreadable Content-Range '{}'", r.header("content-range"));
+  if (ra != a || rb != b) return fmt::format("asked for bytes {}-{}, got {}-{}", a, b, ra, rb);
+  if (total != size)
+    return fmt::format("the file has {} bytes there, the file list says {}", total, size);
+  return {};
+}
+
 }  // namespace
 
 void blob_fetcher::on_chunk_done(const std::string& blob, std::uint64_t gen, std::size_t ci,
@@ -325,10 +340,12 @@ void blob_fetcher::on_chunk_done(const std::string& blob, std::uint64_t gen, std
   const bool was_resolving = tr.resolving && tr.resolved_url.empty();
   tr.resolving = false;
   c.st = chunk::state::missing;
-  // Bytes land in order and only 206s (or a 200 for a range from 0) are written, so whatever
-  // arrived stays valid even when the request then failed; the whole-file hash is the backstop.
+  // Bytes land in order, so what arrived for the range asked for stays valid even when the
+  // transfer then broke; bytes of an answer for some other range are not credited.
   const auto got = c.received->exchange(0);
-  c.have = std::min(c.have + got, t->chunk_end(ci) - t->chunk_begin(ci));
+  const auto last = t->chunk_end(ci) - 1;
+  if ((r.status == 200 || r.status == 206) && range_problem(r, from, last, t->req.size).empty())
+    c.have = std::min(c.have + got, t->chunk_end(ci) - t->chunk_begin(ci));
 
   if (r.curl_error == "cancelled") {
     pump();
@@ -361,20 +378,8 @@ void blob_fetcher::on_chunk_done(const std::string& blob, std::uint64_t gen, std
                     hub::url_authority(tr.resolved_url));
     }
   } else if (r.status == 200 || r.status == 206) {
-    const auto a = from, b = t->chunk_end(ci) - 1;
-    std::uint64_t ra = 0, rb = 0, total = 0;
-    std::string problem;
-    if (r.status == 206) {
-      if (!parse_content_range(r.header("content-range"), ra, rb, total))
-        problem = fmt::format("unreadable Content-Range '{}'", r.header("content-range"));
-      else if (ra != a || rb != b)
-        problem = fmt::format("asked for bytes {}-{}, got {}-{}", a, b, ra, rb);
-      else if (total != t->req.size)
-        problem =
-            fmt::format("the file has {} bytes there, the file list says {}", total, t->req.size);
-    } else if (a != 0 || b + 1 != t->req.size) {
-      problem = "the origin ignores Range requests";
-    }
+    const auto a = from, b = last;
+    auto problem = range_problem(r, a, b, t->req.size);
     if (problem.empty() && (r.body_bytes != b - a + 1 || t->chunk_begin(ci) + c.have != b + 1))
       problem = fmt::format("received {} bytes for a {}-byte range", r.body_bytes, b - a + 1);
     if (!problem.empty()) {

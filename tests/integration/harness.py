@@ -135,7 +135,7 @@ class Env:
         return "http://%s:%d" % (ip, self.nginx_port)
 
     def start_hub(self, world, ip="127.0.0.1", cdn_prefix="cdn", token=None, page_size=3, url_ttl=3600,
-                  corrupt=False, fail_all=False, name="hub"):
+                  corrupt=False, fail_all=False, shift_ranges=False, name="hub"):
         ready = os.path.join(self.dir, name + ".port")
         args = ["python3", os.path.join(FIXTURES, "hub_fixture.py"), "--listen", ip + ":0", "--world", world,
                 "--cdn-url", "http://%s:%d" % (self.nginx_ip, self.nginx_port), "--cdn-prefix", cdn_prefix,
@@ -147,6 +147,8 @@ class Env:
             args.append("--corrupt")
         if fail_all:
             args.append("--fail-all")
+        if shift_ranges:
+            args.append("--shift-ranges")
         with open(os.path.join(self.dir, name + ".err"), "w") as err:
             p = subprocess.Popen(args, stderr=err)
         self.procs.append(p)

@@ -123,6 +123,23 @@ class CoreTest(VoxdTest):
         self.assertIn("does not match", env.daemon_log())
         self.assertGreater(len(env.hub_log("good")), 0)
 
+    def test_wrong_content_range_is_refused_and_not_kept(self):
+        env = self.env
+        big_text = env.make_file("openbmb/VoxCPM1.5/vocab.bin", 900_000, seed=9)  # a non-LFS file, 4 chunks
+        files = [("vocab.bin", big_text, False), ("config.json", env.make_text("c.json", "{}\n"), False)]
+        world = env.world({"openbmb/VoxCPM1.5": {"refs": {"main": COMMIT}, "commits": {COMMIT: files}}})
+        env.start_nginx()
+        bad = env.start_hub(world, ip="127.0.0.1", shift_ranges=True, name="bad")
+        good = env.start_hub(world, ip="127.0.0.3", name="good")
+        env.start_daemon(env.write_config([bad, good], "chunk_size: 256KiB\n"))
+        env.cli("add", "voxcpm-1.5")
+        self.assert_exact("openbmb/VoxCPM1.5", COMMIT, files)
+        self.assertIn("asked for bytes", env.daemon_log())
+        # Bytes from the wrong ranges were not kept: the good origin sent the file once, not twice.
+        served = sum(r["bytes"] for r in env.hub_log("good") if r["path"].endswith("/vocab.bin"))
+        self.assertLessEqual(served, os.path.getsize(big_text))
+        self.assertNotIn("does not match", env.daemon_log())
+
     def test_corrupt_everywhere_fails_with_file_and_origins(self):
         env = self.env
         files = model_world(env, big_size=3 * MiB)
