@@ -189,13 +189,6 @@ std::optional<blob_progress> blob_fetcher::progress(const blob_id& blob) const {
   return p;
 }
 
-std::size_t blob_fetcher::active_requests() const {
-  std::size_t n = 0;
-  for (std::size_t o = 0; o < origins_.size(); ++o)
-    n += static_cast<std::size_t>(origins_[o].slots_used);
-  return n;
-}
-
 int blob_fetcher::pick_origin(const task& t, steady::time_point now) const {
   int best = -1;
   for (std::size_t o = 0; o < origins_.size(); ++o) {

@@ -168,7 +168,6 @@ struct http_engine::impl {
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &impl::on_data);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
     curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
-    if (t->req.head) curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     if (limit.load(std::memory_order_relaxed) != 0) {
       // Under a cap the kernel would otherwise buffer megabytes per connection that the origin
       // counts as sent; a small window keeps origin bytes close to bytes used.

@@ -62,7 +62,6 @@ class blob_fetcher {
   std::optional<blob_progress> progress(const blob_id& blob) const;
   // Under a download cap a few connections carry the rate; more would only hold bytes in flight.
   void set_download_cap(std::uint64_t bytes_per_second);
-  std::size_t active_requests() const;
   // Makes written bytes durable (data file, then journal). Also runs every 100 ms.
   void flush();
   void shutdown();

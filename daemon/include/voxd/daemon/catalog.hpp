@@ -22,7 +22,6 @@ class catalog {
   explicit catalog(const std::map<std::string, model_alias>& extra);
   // name: alias, "org/name" or "org/name@revision"; revision (if non-empty) overrides.
   result<model_spec> resolve(const std::string& name, const std::string& revision) const;
-  const std::map<std::string, model_alias>& aliases() const { return aliases_; }
   // Aliases within a small edit distance of name (or containing it), best first.
   std::vector<std::string> close_matches(const std::string& name) const;
 

@@ -44,7 +44,6 @@ class control_server {
   void close();
   // Sends an event to every subscribed session whose filter matches `model` (empty filter: all).
   void broadcast(std::string_view method, const rpc::json& params, const std::string& model);
-  std::size_t sessions() const { return sessions_.size(); }
 
  private:
   friend class control_session;

@@ -19,8 +19,7 @@ namespace voxd {
 
 struct http_request {
   std::string url;
-  std::vector<std::string> headers;  // "Name: value"
-  bool head = false;
+  std::vector<std::string> headers;                              // "Name: value"
   std::optional<std::pair<std::uint64_t, std::uint64_t>> range;  // inclusive byte range
   int file_fd = -1;  // >= 0: write the body at file_offset onward
   std::uint64_t file_offset = 0;
