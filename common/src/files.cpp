@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <fstream>
+#include <sstream>
 
 namespace voxd {
 
@@ -55,6 +57,19 @@ status write_file_atomic(const fs::path& path, std::string_view content) {
     return io_error("cannot rename into", path, err);
   }
   return fsync_dir(path.parent_path());
+}
+
+result<std::string> read_token_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    return make_error(errc::config,
+                      fmt::format("cannot read {}: {}", path.string(), errno_text(errno)));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto t = ss.str();
+  while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' '))
+    t.pop_back();
+  return t;
 }
 
 }  // namespace voxd

@@ -5,9 +5,8 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
+#include "voxd/common/files.hpp"
 #include "voxd/daemon/hub_api.hpp"
 
 namespace voxd {
@@ -19,16 +18,11 @@ result<origin_pool> origin_pool::make(const std::vector<origin_config>& origins)
     s.cfg = o;
     s.authority = hub::url_authority(o.url);
     if (!o.token_file.empty()) {
-      std::ifstream in(o.token_file);
-      if (!in)
-        return make_error(errc::config, fmt::format("origin {}: cannot read token_file {}: {}",
-                                                    o.url, o.token_file, errno_text(errno)));
-      std::stringstream ss;
-      ss << in.rdbuf();
-      s.token = ss.str();
-      while (!s.token.empty() &&
-             (s.token.back() == '\n' || s.token.back() == '\r' || s.token.back() == ' '))
-        s.token.pop_back();
+      auto t = read_token_file(o.token_file);
+      if (!t)
+        return make_error(errc::config,
+                          fmt::format("origin {}: token_file: {}", o.url, t.err().message));
+      s.token = std::move(*t);
     } else if (const char* env = std::getenv("HF_TOKEN"); env && *env) {
       s.token = env;
     }

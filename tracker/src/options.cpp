@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
+#include "voxd/common/files.hpp"
+
 #include <charconv>
 #include <fstream>
 #include <functional>
@@ -149,19 +151,12 @@ status load_tracker_config(const std::string& path, tracker_config& c,
 
 status read_publish_token(tracker_config& c) {
   if (c.publish_token_file.empty()) return ok();
-  std::ifstream in(c.publish_token_file);
-  if (!in)
-    return make_error(errc::config, fmt::format("cannot read publish token file {}: {}",
-                                                c.publish_token_file, errno_text(errno)));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  auto t = ss.str();
-  while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' '))
-    t.pop_back();
-  if (t.empty())
+  auto t = read_token_file(c.publish_token_file);
+  if (!t) return t.err();
+  if (t->empty())
     return make_error(errc::config,
                       fmt::format("publish token file {} is empty", c.publish_token_file));
-  c.server.publish_token = t;
+  c.server.publish_token = std::move(*t);
   return ok();
 }
 
