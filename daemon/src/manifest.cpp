@@ -22,6 +22,7 @@ struct manifest_resolver::op {
   int round = 0;
   std::vector<std::string> errors;
   bool any_transient = false;
+  std::size_t missing = 0;  // answers saying the repository or revision does not exist
   std::optional<commit_id> commit;
   std::vector<hub::manifest_entry> files;
   std::set<std::string> seen_paths;
@@ -50,12 +51,28 @@ void manifest_resolver::get(std::shared_ptr<op> o, std::string url,
   });
 }
 
-void manifest_resolver::origin_failed(std::shared_ptr<op> o, std::string message, bool transient) {
+std::optional<manifest_resolver::failure> manifest_resolver::bad_answer(const http_response& r,
+                                                                        const std::string& url) {
+  if (!r.transport_ok()) return failure{r.curl_error, failure_kind::transient};
+  if (r.status == 429 || r.status >= 500)
+    return failure{fmt::format("HTTP {} from {}", r.status, url), failure_kind::transient};
+  if (r.status != 200)
+    return failure{
+        fmt::format("HTTP {} from {}{}", r.status, url,
+                    r.status == 401 || r.status == 403
+                        ? " (private or gated repository? check the token)"
+                        : ""),
+        r.status == 401 || r.status == 404 ? failure_kind::missing : failure_kind::invalid};
+  return std::nullopt;
+}
+
+void manifest_resolver::origin_failed(std::shared_ptr<op> o, failure f) {
   const auto& url = origins_[o->origin].cfg.url;
-  o->errors.push_back(fmt::format("{}: {}", url, message));
-  if (transient) {
+  o->errors.push_back(fmt::format("{}: {}", url, f.message));
+  if (f.kind == failure_kind::missing) ++o->missing;
+  if (f.kind == failure_kind::transient) {
     o->any_transient = true;
-    origins_.record_failure(o->origin, message);
+    origins_.record_failure(o->origin, f.message);
   }
   o->commit.reset();
   o->files.clear();
@@ -77,10 +94,7 @@ void manifest_resolver::origin_failed(std::shared_ptr<op> o, std::string message
   std::string all;
   for (const auto& e : o->errors)
     all += (all.empty() ? "" : "; ") + e;
-  const bool all_missing =
-      !o->any_transient && std::all_of(o->errors.begin(), o->errors.end(), [](const auto& e) {
-        return e.find("HTTP 404") != std::string::npos || e.find("HTTP 401") != std::string::npos;
-      });
+  const bool all_missing = !o->any_transient && o->missing == o->errors.size();
   o->cb(make_error(all_missing ? errc::not_found : errc::download_failed,
                    fmt::format("cannot read the file list of {}@{} from any origin ({})",
                                o->repo.str(), o->revision, all)));
@@ -89,18 +103,9 @@ void manifest_resolver::origin_failed(std::shared_ptr<op> o, std::string message
 void manifest_resolver::start_origin(std::shared_ptr<op> o) {
   const auto url = hub::revision_url(origins_[o->origin].cfg.url, o->repo, o->revision);
   get(o, url, [this, o, url](http_response r) {
-    if (!r.transport_ok()) return origin_failed(o, r.curl_error, true);
-    if (r.status == 429 || r.status >= 500)
-      return origin_failed(o, fmt::format("HTTP {} from {}", r.status, url), true);
-    if (r.status != 200)
-      return origin_failed(o,
-                           fmt::format("HTTP {} from {}{}", r.status, url,
-                                       r.status == 401 || r.status == 403
-                                           ? " (private or gated repository? check the token)"
-                                           : ""),
-                           false);
+    if (auto f = bad_answer(r, url)) return origin_failed(o, std::move(*f));
     auto c = hub::parse_revision(r.body);
-    if (!c) return origin_failed(o, c.err().message, false);
+    if (!c) return origin_failed(o, {c.err().message, failure_kind::invalid});
     origins_.record_success(o->origin);
     o->commit = *c;
     fetch_tree_page(o, hub::tree_url(origins_[o->origin].cfg.url, o->repo, *o->commit));
@@ -109,20 +114,17 @@ void manifest_resolver::start_origin(std::shared_ptr<op> o) {
 
 void manifest_resolver::fetch_tree_page(std::shared_ptr<op> o, std::string page_url) {
   get(o, page_url, [this, o, page_url](http_response pr) {
-    if (!pr.transport_ok()) return origin_failed(o, pr.curl_error, true);
-    if (pr.status == 429 || pr.status >= 500)
-      return origin_failed(o, fmt::format("HTTP {} from {}", pr.status, page_url), true);
-    if (pr.status != 200)
-      return origin_failed(o, fmt::format("HTTP {} from {}", pr.status, page_url), false);
+    if (auto f = bad_answer(pr, page_url)) return origin_failed(o, std::move(*f));
     auto entries = hub::parse_tree_page(pr.body);
-    if (!entries) return origin_failed(o, entries.err().message, false);
+    if (!entries) return origin_failed(o, {entries.err().message, failure_kind::invalid});
     for (auto& e : *entries) {
       if (!o->seen_paths.insert(e.path).second)
-        return origin_failed(o, fmt::format("the file list names '{}' twice", e.path), false);
+        return origin_failed(
+            o, {fmt::format("the file list names '{}' twice", e.path), failure_kind::invalid});
       o->files.push_back(std::move(e));
     }
     if (o->files.size() > 1'000'000 || ++o->pages > 10'000)
-      return origin_failed(o, "the file list is implausibly long", false);
+      return origin_failed(o, {"the file list is implausibly long", failure_kind::invalid});
     if (auto next = hub::parse_link_next(pr.header("link")))
       return fetch_tree_page(o, hub::resolve_location(page_url, *next));
     spdlog::info("{}@{} is commit {} with {} files (from {})", o->repo.str(), o->revision,

@@ -4,6 +4,7 @@
 #include <boost/asio/io_context.hpp>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,7 +33,15 @@ class manifest_resolver {
   void start_origin(std::shared_ptr<op> o);
   void fetch_tree_page(std::shared_ptr<op> o, std::string page_url);
   void get(std::shared_ptr<op> o, std::string url, std::function<void(http_response)> next);
-  void origin_failed(std::shared_ptr<op> o, std::string message, bool transient);
+  // transient: try again later (back-off); missing: the repository or revision is not there;
+  // invalid: the origin answered something unusable.
+  enum class failure_kind { transient, missing, invalid };
+  struct failure {
+    std::string message;
+    failure_kind kind;
+  };
+  static std::optional<failure> bad_answer(const http_response& r, const std::string& url);
+  void origin_failed(std::shared_ptr<op> o, failure f);
 
   boost::asio::io_context& io_;
   http_engine& http_;
