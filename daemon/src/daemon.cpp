@@ -480,13 +480,6 @@ struct daemon::impl {
       if (!m) return m.err();
       return model_json(**m);
     }
-    json list = json::array();
-    std::vector<const model*> sorted;
-    for (const auto& [k, m] : models)
-      sorted.push_back(&m);
-    std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->seq < b->seq; });
-    for (const auto* m : sorted)
-      list.push_back(model_json(*m));
     return json{{"version", "0.1.0"},
                 {"protocol_version", rpc::protocol_version},
                 {"pid", ::getpid()},
@@ -497,13 +490,21 @@ struct daemon::impl {
                 {"max_active", cfg.max_active},
                 {"limits", limits_json()},
                 {"origins", origins_json()},
-                {"models", list}};
+                {"models", models_json()}};
   }
 
-  result<json> m_ls(control_session& s, const json& p) {
-    auto all = m_status(s, p);
-    if (!all) return all;
-    return json{{"models", (*all)["models"]}};
+  result<json> m_ls(control_session&, const json&) { return json{{"models", models_json()}}; }
+
+  // Every model, in the order they were added.
+  json models_json() const {
+    std::vector<const model*> sorted;
+    for (const auto& [k, m] : models)
+      sorted.push_back(&m);
+    std::sort(sorted.begin(), sorted.end(), [](auto* a, auto* b) { return a->seq < b->seq; });
+    json list = json::array();
+    for (const auto* m : sorted)
+      list.push_back(model_json(*m));
+    return list;
   }
 
   result<json> m_add(control_session&, const json& p) {
