@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/ip/tcp.hpp>
@@ -114,7 +113,7 @@ struct server::impl {
   asio::steady_timer housekeeping{io};
   std::array<std::uint8_t, 2048> udp_buf{};
   udp_proto::endpoint udp_from;
-  // UDP connection ids: HMAC of the client address under a secret rotated every minute; the
+  // UDP connection ids: a keyed hash of the client address under a secret rotated every minute; the
   // previous secret is still accepted, so an id lives one to two minutes with no per-client state.
   std::array<std::array<std::uint8_t, 32>, 2> secrets{};
   std::mutex rate_mutex;
@@ -366,7 +365,6 @@ struct server::impl {
       m.reject("malformed_announce");
       return respond(res, http::status::ok, encode_failure(req.err().message));
     }
-    boost::system::error_code ec;
     auto reply = do_announce(*req, to_peer(peer, req->port), o);
     if (!reply) {
       m.announce_err[0]++;
