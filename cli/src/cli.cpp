@@ -58,7 +58,12 @@ std::string progress_text(const json& m, int width) {
                           format_bytes(u64(m, "bytes_done")), format_bytes(u64(m, "bytes_total")),
                           format_rate(rate), eta, format_bytes(u64(m, "bytes_from_origin")),
                           format_bytes(u64(m, "bytes_from_peers")));
-  if (state != "downloading") tail = fmt::format(" {} {}", state, tail);
+  if (state == "waiting" && m.contains("lease") && m["lease"].is_object())
+    tail = fmt::format(" waiting for {} ({} of {})", str(m["lease"], "holder"),
+                       format_bytes(u64(m["lease"], "bytes_done")),
+                       format_bytes(u64(m["lease"], "bytes_total")));
+  else if (state != "downloading")
+    tail = fmt::format(" {} {}", state, tail);
   const int bar_width = std::max(10, width - static_cast<int>(tail.size()) - 3);
   const int filled = static_cast<int>(pct / 100.0 * bar_width);
   std::string bar = "[";
@@ -142,11 +147,22 @@ int wait_for(rpc::client& c, json model) {
   }
 }
 
+std::string cap_text(const json& limits, const char* dir) {
+  const auto spec = str(limits, dir);
+  const auto bps = u64(limits, fmt::format("{}_bytes_per_second", dir).c_str());
+  if (spec == "off" || bps == 0 || spec.find('%') == std::string::npos) return spec;
+  return fmt::format("{} of {} = {}", spec, format_rate(dbl(limits, "link_bytes_per_second")),
+                     format_rate(static_cast<double>(bps)));
+}
+
 void print_status_table(const json& st) {
-  std::cout << fmt::format("voxd-daemon {} (protocol {}), up {}, download cap {}\n",
-                           str(st, "version"), str(st, "protocol_version"),
-                           format_duration(dbl(st, "uptime_seconds")),
-                           str(st["limits"], "download"));
+  std::cout << fmt::format(
+      "voxd-daemon {} (protocol {}), up {}, download cap {}, upload cap {}\n", str(st, "version"),
+      str(st, "protocol_version"), format_duration(dbl(st, "uptime_seconds")),
+      cap_text(st["limits"], "download"), cap_text(st["limits"], "upload"));
+  if (st.contains("peers") && st["peers"].is_object())
+    std::cout << fmt::format("peers on {}  tracker {}  registry {}\n", str(st["peers"], "listen"),
+                             str(st["peers"], "tracker"), str(st["peers"], "registry"));
   for (const auto& o : st["origins"])
     std::cout << fmt::format(
         "origin {}  {}  {} received{}\n", str(o, "url"),
@@ -156,12 +172,16 @@ void print_status_table(const json& st) {
     std::cout << "no models; add one with `voxd add MODEL`\n";
     return;
   }
-  std::cout << fmt::format("{:<40} {:<12} {:<18} {:>11}\n", "MODEL", "STATE", "PROGRESS", "RATE");
+  std::cout << fmt::format("{:<40} {:<12} {:<18} {:>11} {:>10} {:>10} {:>10} {:>5}\n", "MODEL",
+                           "STATE", "PROGRESS", "RATE", "ORIGIN", "PEERS", "UPLOADED", "CONN");
   for (const auto& m : st["models"])
     std::cout << fmt::format(
-        "{:<40} {:<12} {:<18} {:>11}\n", str(m, "model"), str(m, "state"),
+        "{:<40} {:<12} {:<18} {:>11} {:>10} {:>10} {:>10} {:>5}\n", str(m, "model"),
+        str(m, "state"),
         fmt::format("{:.0f}% of {}", percent(m), format_bytes(u64(m, "bytes_total"))),
-        str(m, "state") == "downloading" ? format_rate(dbl(m, "rate")) : "");
+        str(m, "state") == "downloading" ? format_rate(dbl(m, "rate")) : "",
+        format_bytes(u64(m, "bytes_from_origin")), format_bytes(u64(m, "bytes_from_peers")),
+        format_bytes(u64(m, "bytes_uploaded")), u64(m, "peers"));
 }
 
 void print_model(const json& m) {
@@ -173,8 +193,18 @@ void print_model(const json& m) {
                            u64(m, "files_done"), u64(m, "files_total"));
   std::cout << fmt::format("rate:       {}\n", format_rate(dbl(m, "rate")));
   std::cout << fmt::format(
-      "origins:    {}\npeers:      {}\nuploaded:   {}\n", format_bytes(u64(m, "bytes_from_origin")),
-      format_bytes(u64(m, "bytes_from_peers")), format_bytes(u64(m, "bytes_uploaded")));
+      "origins:    {}\npeers:      {} (LAN {}, WAN {}), {} connected\nuploaded:   {}\n",
+      format_bytes(u64(m, "bytes_from_origin")), format_bytes(u64(m, "bytes_from_peers")),
+      format_bytes(u64(m, "bytes_from_peers_lan")), format_bytes(u64(m, "bytes_from_peers_wan")),
+      u64(m, "peers"), format_bytes(u64(m, "bytes_uploaded")));
+  if (m.contains("lease") && m["lease"].is_object()) {
+    const auto& l = m["lease"];
+    std::cout << fmt::format("lease:      {} {} first ({}: {} of {})\n",
+                             l.value("ours", false) ? "this daemon" : str(l, "holder"),
+                             l.value("ours", false) ? "fetches it" : "fetches it; waiting",
+                             str(l, "file"), format_bytes(u64(l, "bytes_done")),
+                             format_bytes(u64(l, "bytes_total")));
+  }
   if (!str(m, "path").empty()) std::cout << fmt::format("path:       {}\n", str(m, "path"));
   if (!str(m, "error").empty()) std::cout << fmt::format("error:      {}\n", str(m, "error"));
 }
@@ -216,11 +246,18 @@ int run(int argc, char** argv) {
   auto* path = app.add_subcommand("path", "Print a complete model's snapshot directory");
   path->add_option("MODEL", model)->required();
 
-  auto* limit =
-      app.add_subcommand("limit", "Show the rate caps, or set one: voxd limit download 20MB/s|off");
-  limit->add_option("DIRECTION", direction, "download")
+  auto* limit = app.add_subcommand(
+      "limit",
+      "Show the rate caps and current rates, or set one (kept across restarts): "
+      "voxd limit download 20MB/s|off, voxd limit upload 30%|20MB/s|off");
+  limit->add_option("DIRECTION", direction, "download or upload")
       ->check(CLI::IsMember({"download", "upload"}));
-  limit->add_option("RATE", rate, "A rate such as 20MB/s, 200Mbit, or off");
+  limit->add_option("RATE", rate, "A rate such as 20MB/s or 200Mbit, a share of the link (upload: "
+                                  "30%), or off");
+
+  auto* peers_cmd = app.add_subcommand("peers", "List a model's connected peers");
+  peers_cmd->add_option("MODEL", model)->required();
+  peers_cmd->add_flag("--json", as_json, "Machine-readable output");
 
   // CLI11 would report an unknown command as a missing one; name it instead.
   if (argc > 1 && argv[1][0] != '-') {
@@ -306,8 +343,37 @@ int run(int argc, char** argv) {
     }
     auto r = call("limit", params);
     if (!r) return fail(r.err());
-    std::cout << fmt::format("download: {}\nupload:   {}\n", str(*r, "download"),
-                             str(*r, "upload"));
+    std::cout << fmt::format("download: {:<28} now {}\nupload:   {:<28} now {}\nlink:     {}{}\n",
+                             cap_text(*r, "download"), format_rate(dbl(*r, "download_rate")),
+                             cap_text(*r, "upload"), format_rate(dbl(*r, "upload_rate")),
+                             str(*r, "link") == "auto"
+                                 ? fmt::format("auto (measured {})",
+                                               format_rate(dbl(*r, "link_bytes_per_second")))
+                                 : str(*r, "link"),
+                             r->value("lan_uncapped", false) ? ", LAN peers uncapped" : "");
+    return 0;
+  }
+  if (peers_cmd->parsed()) {
+    auto r = call("peers", {{"model", model}});
+    if (!r) return fail(r.err());
+    if (as_json) {
+      std::cout << r->dump(2) << "\n";
+      return 0;
+    }
+    if ((*r)["peers"].empty()) {
+      std::cout << fmt::format("{}: no connected peers\n", str(*r, "model"));
+      return 0;
+    }
+    std::cout << fmt::format("{:<24} {:<4} {:<20} {:>11} {:>11} {:>9}  {}\n", "ADDRESS", "NET",
+                             "CLIENT", "DOWN", "UP", "PIECES", "FILE");
+    for (const auto& p : (*r)["peers"])
+      std::cout << fmt::format(
+          "{:<24} {:<4} {:<20} {:>11} {:>11} {:>9}  {}\n", str(p, "address"), str(p, "network"),
+          str(p, "client").substr(0, 20), format_rate(dbl(p, "download_rate")),
+          format_rate(dbl(p, "upload_rate")),
+          p.value("seed", false) ? std::string("seed")
+                                 : fmt::format("{}/{}", u64(p, "pieces"), u64(p, "pieces_total")),
+          str(p, "file"));
     return 0;
   }
   return static_cast<int>(errc::usage);

@@ -1,6 +1,7 @@
 #include "voxd/common/config.hpp"
 
 #include <fmt/format.h>
+#include <arpa/inet.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -68,6 +69,24 @@ load_fn int_loader(int config::*member, int lo, int hi) {
     if (v < lo || v > hi) return fmt::format("{} is out of range [{}, {}]", v, lo, hi);
     c.*member = v;
     return std::nullopt;
+  };
+}
+
+std::optional<std::string> bool_value(bool& out, const YAML::Node& n, const std::string&) {
+  if (auto e = want_scalar(n, "true or false")) return e;
+  if (n.Scalar() == "true") {
+    out = true;
+  } else if (n.Scalar() == "false") {
+    out = false;
+  } else {
+    return fmt::format("'{}' is not true or false", n.Scalar());
+  }
+  return std::nullopt;
+}
+
+load_fn bool_loader(bool config::*member) {
+  return [member](config& c, const YAML::Node& n, const std::string& b) {
+    return bool_value(c.*member, n, b);
   };
 }
 
@@ -216,6 +235,144 @@ const std::vector<field>& fields() {
            return std::nullopt;
          },
          [](config const& c) { return to_string(c.download_cap); }});
+    t.push_back(
+        {"bandwidth.link", "rate",
+         "Capacity of this machine's link, the base of a percentage upload cap: auto (the peak "
+         "download rate measured recently, remembered across restarts; 1Gbit until measured) "
+         "or a rate such as 1Gbit or 125MB/s.",
+         [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
+           if (auto e = want_scalar(n, "a rate")) return e;
+           if (n.Scalar() == "auto") {
+             c.link = 0;
+             return std::nullopt;
+           }
+           auto v = parse_rate(n.Scalar(), false);
+           if (!v) return v.err().message;
+           if (v->type != rate_spec::kind::bytes_per_second)
+             return fmt::format("'{}': expected auto or a rate such as 1Gbit", n.Scalar());
+           c.link = v->bytes_per_second;
+           return std::nullopt;
+         },
+         [](config const& c) {
+           return c.link == 0 ? std::string("auto") : to_string(rate_spec::absolute(c.link));
+         }});
+    t.push_back(
+        {"bandwidth.upload_cap", "rate or percent",
+         "Cap on the total upload rate to peers: a share of bandwidth.link (30%), a rate "
+         "(20MB/s) or off. `voxd limit upload` overrides it at run time.",
+         [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
+           if (auto e = want_scalar(n, "a rate")) return e;
+           auto v = parse_rate(n.Scalar(), true);
+           if (!v) return v.err().message;
+           c.upload_cap = *v;
+           return std::nullopt;
+         },
+         [](config const& c) { return to_string(c.upload_cap); }});
+    t.push_back({"bandwidth.lan_uncapped", "boolean",
+                 "Exempt peers on private, link-local and loopback addresses from the upload cap.",
+                 bool_loader(&config::lan_uncapped),
+                 [](config const& c) { return std::string(c.lan_uncapped ? "true" : "false"); }});
+    t.push_back(
+        {"tracker", "URL",
+         "BitTorrent tracker announce URL (voxd-tracker or any BEP 3/15 tracker), e.g. "
+         "http://tracker.lan:6969/announce. Empty: no tracker; without a registry every blob "
+         "comes from the origins.",
+         [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
+           if (auto e = want_scalar(n, "a URL")) return e;
+           if (!n.Scalar().empty())
+             if (auto s = validate_tracker_url(n.Scalar()); !s) return s.err().message;
+           c.tracker = n.Scalar();
+           return std::nullopt;
+         },
+         [](config const& c) { return c.tracker.empty() ? std::string("\"\"") : c.tracker; }});
+    t.push_back(
+        {"registry", "URL",
+         "Blob registry (voxd-tracker's /v1 API) base URL, e.g. http://tracker.lan:6969. "
+         "Default: the tracker's scheme, host and port (http for a udp:// tracker).",
+         [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
+           if (auto e = want_scalar(n, "a URL")) return e;
+           if (!n.Scalar().empty())
+             if (auto s = validate_origin_url(n.Scalar()); !s) return s.err().message;
+           c.registry = n.Scalar();
+           return std::nullopt;
+         },
+         [](config const& c) {
+           return c.registry.empty() ? std::string("<tracker host>") : c.registry;
+         }});
+    t.push_back({"registry_token_file", "path",
+                 "File holding the registry's publish token (voxd-tracker publish_token_file); "
+                 "sent as a bearer token with publishes and leases. Default: none.",
+                 path_loader(&config::registry_token_file), [](config const& c) {
+                   return c.registry_token_file.empty() ? std::string("\"\"")
+                                                        : c.registry_token_file;
+                 }});
+    t.push_back(
+        {"peer.listen", "host:port",
+         "Address and port for BitTorrent peers (libtorrent listen_interfaces), e.g. "
+         "10.0.5.23:6881. Restrict it to the LAN interface so LAN discovery stays on the LAN.",
+         [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
+           if (auto e = want_scalar(n, "host:port")) return e;
+           auto const& v = n.Scalar();
+           auto const colon = v.rfind(':');
+           int port = -1;
+           if (colon != std::string::npos && colon > 0)
+             std::from_chars(v.data() + colon + 1, v.data() + v.size(), port);
+           if (colon == std::string::npos || colon == 0 || port < 0 || port > 65535 ||
+               v.find_first_of(" ,") != std::string::npos)
+             return fmt::format("'{}' is not host:port (e.g. 0.0.0.0:6881)", v);
+           c.peer.listen = v;
+           return std::nullopt;
+         },
+         [](config const& c) { return c.peer.listen; }});
+    t.push_back({"peer.lan_discovery", "boolean",
+                 "Find peers on the local network by BEP 14 multicast (LSD).",
+                 [](config& c, YAML::Node const& n, std::string const& b) {
+                   return bool_value(c.peer.lan_discovery, n, b);
+                 },
+                 [](config const& c) {
+                   return std::string(c.peer.lan_discovery ? "true" : "false");
+                 }});
+    t.push_back(
+        {"peer.peers", "list of ip:port", "Peers to connect to for every blob, besides discovery.",
+         [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
+           if (n.IsNull()) return std::nullopt;
+           if (!n.IsSequence()) return std::string("expected a list of ip:port");
+           std::vector<std::string> out;
+           for (auto const& item : n) {
+             if (!item.IsScalar())
+               return fmt::format("item {}: expected ip:port", out.size() + 1);
+             if (auto s = validate_peer_endpoint(item.Scalar()); !s)
+               return fmt::format("item {}: {}", out.size() + 1, s.err().message);
+             out.push_back(item.Scalar());
+           }
+           c.peer.peers = std::move(out);
+           return std::nullopt;
+         },
+         [](config const& c) {
+           std::string s;
+           for (auto const& p : c.peer.peers)
+             s += (s.empty() ? "" : ", ") + p;
+           return s.empty() ? std::string("[]") : "[" + s + "]";
+         }});
+    t.push_back(
+        {"origin_policy", "string",
+         "How origins and peers share a blob's pieces: prefer-peers (origins supply only pieces "
+         "no connected peer has, or all when the swarm stalls) or balanced (also whenever the "
+         "peers leave the link idle; faster, more origin traffic).",
+         [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
+           if (auto e = want_scalar(n, "a policy")) return e;
+           if (n.Scalar() == "prefer-peers")
+             c.origin_policy = origin_policy::prefer_peers;
+           else if (n.Scalar() == "balanced")
+             c.origin_policy = origin_policy::balanced;
+           else
+             return fmt::format("'{}' is not one of prefer-peers, balanced", n.Scalar());
+           return std::nullopt;
+         },
+         [](config const& c) {
+           return std::string(c.origin_policy == origin_policy::balanced ? "balanced"
+                                                                         : "prefer-peers");
+         }});
     t.push_back(
         {"log_level", "string", "One of trace, debug, info, warn, error.",
          [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
@@ -370,8 +527,14 @@ std::string render_default_config() {
   std::string out =
       "# voxd daemon configuration. Every key is shown with its default; uncomment to change.\n"
       "# Reference: docs/configuration.md, or `voxd-daemon --print-config-reference`.\n";
+  std::string section;
   for (const auto& f : fields()) {
-    out += fmt::format("\n# {} ({})\n# {}\n", f.key, f.type, f.help);
+    const auto k = std::string(f.key);
+    const bool same_section =
+        !section.empty() && k.rfind(section + ".", 0) == 0;
+    // Inside a section the comments are indented so that uncommenting keeps valid YAML.
+    out += same_section ? fmt::format("#\n#  # {} ({})\n#  # {}\n", f.key, f.type, f.help)
+                        : fmt::format("\n# {} ({})\n# {}\n", f.key, f.type, f.help);
     const auto key = std::string(f.key);
     const auto dot = key.find('.');
     const auto value = f.show(c);
@@ -380,10 +543,13 @@ std::string render_default_config() {
     } else if (key == "models") {
       out += "#models:\n#  my-model: {repo: org/name, revision: main}\n";
     } else if (dot != std::string::npos) {
-      out += fmt::format("#{}:\n#  {}: {}\n", key.substr(0, dot), key.substr(dot + 1), value);
+      // Keys of one section are adjacent in the table; the section header is written once.
+      if (key.substr(0, dot) != section) out += fmt::format("#{}:\n", key.substr(0, dot));
+      out += fmt::format("#  {}: {}\n", key.substr(dot + 1), value);
     } else {
       out += fmt::format("#{}: {}\n", key, value);
     }
+    section = dot == std::string::npos ? std::string() : key.substr(0, dot);
   }
   return out;
 }
@@ -432,6 +598,53 @@ status validate_origin_url(std::string_view url) {
     if (port.empty() || ec != std::errc{} || ptr != port.data() + port.size() || p < 1 || p > 65535)
       return make_error(errc::config, fmt::format("'{}' has an invalid port", url));
   }
+  return ok();
+}
+
+std::string config::registry_url() const {
+  if (!registry.empty()) return registry;
+  if (tracker.empty()) return {};
+  const auto scheme_end = tracker.find("://");
+  const auto scheme = tracker.substr(0, scheme_end);
+  const auto rest = tracker.substr(scheme_end + 3);
+  return (scheme == "udp" ? std::string("http") : scheme) + "://" + rest.substr(0, rest.find('/'));
+}
+
+status validate_tracker_url(std::string_view url) {
+  if (url.rfind("udp://", 0) == 0) {
+    auto const rest = url.substr(6);
+    if (rest.empty() || rest.front() == '/' || rest.find(':') == std::string_view::npos)
+      return make_error(errc::config, fmt::format("'{}' needs a host and a port", url));
+    return ok();
+  }
+  auto s = validate_origin_url(url);
+  if (!s) return make_error(errc::config, fmt::format("{} (or a udp:// URL)", s.err().message));
+  return ok();
+}
+
+status validate_peer_endpoint(std::string_view text) {
+  std::string host;
+  std::string_view port;
+  if (!text.empty() && text.front() == '[') {
+    auto const close = text.find("]:");
+    if (close == std::string_view::npos)
+      return make_error(errc::config, fmt::format("'{}' is not [ipv6]:port", text));
+    host = std::string(text.substr(1, close - 1));
+    port = text.substr(close + 2);
+  } else {
+    auto const colon = text.rfind(':');
+    if (colon == std::string_view::npos)
+      return make_error(errc::config, fmt::format("'{}' has no :port", text));
+    host = std::string(text.substr(0, colon));
+    port = text.substr(colon + 1);
+  }
+  unsigned char buf[16];
+  if (::inet_pton(AF_INET, host.c_str(), buf) != 1 && ::inet_pton(AF_INET6, host.c_str(), buf) != 1)
+    return make_error(errc::config, fmt::format("'{}' is not a numeric IP address", host));
+  int p = 0;
+  auto const [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), p);
+  if (port.empty() || ec != std::errc{} || ptr != port.data() + port.size() || p < 1 || p > 65535)
+    return make_error(errc::config, fmt::format("'{}' has an invalid port", text));
   return ok();
 }
 

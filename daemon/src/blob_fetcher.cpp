@@ -17,7 +17,9 @@ namespace voxd {
 namespace asio = boost::asio;
 
 struct blob_fetcher::chunk {
-  enum class state { missing, in_flight, done } st = state::missing;
+  // held: feed mode, not to be fetched unless the owner releases it.
+  enum class state { held, missing, in_flight, done } st = state::missing;
+  std::size_t origin = 0;  // who sent the bytes of a done chunk
   http_engine::request_id request = 0;
   std::uint64_t have = 0;      // bytes at the chunk's start already written by earlier requests
   std::uint64_t recorded = 0;  // valid bytes the journal knows about
@@ -44,6 +46,7 @@ struct blob_fetcher::task {
   std::uint64_t chunk_size = 0;
   std::vector<chunk> chunks;
   std::unique_ptr<content_hasher> hasher;
+  std::unique_ptr<piece_hasher> pieces;
   std::uint64_t hashed = 0;
   bool hashing = false;
   std::uint64_t gen = 0;  // bumped when the data is discarded; stale completions are ignored
@@ -56,6 +59,7 @@ struct blob_fetcher::task {
   ~task() {
     if (fd >= 0) ::close(fd);
   }
+  bool feed() const { return req.feed_chunk > 0; }
   std::uint64_t chunk_begin(std::size_t i) const { return i * chunk_size; }
   std::uint64_t chunk_end(std::size_t i) const { return std::min(req.size, (i + 1) * chunk_size); }
 };
@@ -108,19 +112,30 @@ void blob_fetcher::want(const blob_request& req, const std::string& model, bool 
   }
   auto t = std::make_shared<task>(req);
   t->wanters[model] = active;
-  t->chunk_size = settings_.chunk_size;
   t->tries.resize(origins_.size());
+  if (t->feed()) {
+    // Feed mode keeps no file of its own: released chunks go to memory and on to the owner.
+    t->chunk_size = req.feed_chunk;
+    t->chunks.resize(static_cast<std::size_t>((req.size + t->chunk_size - 1) / t->chunk_size));
+    for (auto& c : t->chunks)
+      c.st = chunk::state::held;
+    tasks_.emplace(req.blob.str(), t);
+    order_.push_back(req.blob.str());
+    return;
+  }
+  t->chunk_size = settings_.chunk_size;
   t->hasher = std::make_unique<content_hasher>(req.blob.kind(), req.size);
+  if (req.piece_size > 0) t->pieces = std::make_unique<piece_hasher>(req.size, req.piece_size);
   const auto part = store_.partial_path(req.blob);
   t->fd = ::open(part.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
   if (t->fd < 0 || ::ftruncate(t->fd, static_cast<off_t>(req.size)) != 0) {
     const auto s = make_error(errc::io, fmt::format("cannot create partial file {}: {}",
                                                     part.string(), errno_text(errno)));
-    asio::post(io_, [this, b = req.blob, s] { done_(b, s, 0); });
+    asio::post(io_, [this, b = req.blob, s] { done_(b, s, {}); });
     return;
   }
   if (auto s = t->journal.open(store_.journal_path(req.blob), req.size, t->chunk_size); !s) {
-    asio::post(io_, [this, b = req.blob, s] { done_(b, s, 0); });
+    asio::post(io_, [this, b = req.blob, s] { done_(b, s, {}); });
     return;
   }
   const auto count = static_cast<std::size_t>((req.size + t->chunk_size - 1) / t->chunk_size);
@@ -171,6 +186,45 @@ void blob_fetcher::unwant(const std::string& model) {
     ::unlink(store_.partial_path(t->req.blob).c_str());
     ::unlink(store_.journal_path(t->req.blob).c_str());
   }
+}
+
+void blob_fetcher::release(const blob_id& blob, std::size_t ci) {
+  auto it = tasks_.find(blob.str());
+  if (it == tasks_.end() || ci >= it->second->chunks.size()) return;
+  auto& c = it->second->chunks[ci];
+  if (c.st == chunk::state::held) c.st = chunk::state::missing;
+  pump();
+}
+
+void blob_fetcher::hold(const blob_id& blob, std::size_t ci) {
+  auto it = tasks_.find(blob.str());
+  if (it == tasks_.end() || ci >= it->second->chunks.size()) return;
+  auto& c = it->second->chunks[ci];
+  if (c.st == chunk::state::in_flight) http_.cancel(c.request);
+  if (c.st != chunk::state::done) c.st = chunk::state::held;
+}
+
+void blob_fetcher::report_corrupt(const blob_id& blob, std::size_t ci, std::size_t o,
+                                  const std::string& why) {
+  auto it = tasks_.find(blob.str());
+  if (it == tasks_.end() || ci >= it->second->chunks.size() || o >= origins_.size()) return;
+  auto t = it->second;
+  t->chunks[ci].st = chunk::state::held;
+  auto& tr = t->tries[o];
+  ++tr.failures;
+  tr.last_error = why;
+  ++origins_[o].corrupt_total;
+  spdlog::warn("{} ({}): {}", t->req.path, origins_[o].cfg.url, why);
+  check_exhausted(t);
+}
+
+std::size_t blob_fetcher::in_flight(const blob_id& blob) const {
+  auto it = tasks_.find(blob.str());
+  if (it == tasks_.end()) return 0;
+  return static_cast<std::size_t>(
+      std::count_if(it->second->chunks.begin(), it->second->chunks.end(), [](const chunk& c) {
+        return c.st == chunk::state::missing || c.st == chunk::state::in_flight;
+      }));
 }
 
 std::optional<blob_progress> blob_fetcher::progress(const blob_id& blob) const {
@@ -254,7 +308,8 @@ void blob_fetcher::start_chunk(const std::shared_ptr<task>& t, std::size_t ci, s
   req.range = std::make_pair(t->chunk_begin(ci) + c.have, t->chunk_end(ci) - 1);
   req.file_fd = t->fd;
   req.file_offset = t->chunk_begin(ci) + c.have;
-  req.max_body = 1 << 20;  // error bodies and redirect bodies only
+  // File mode: error and redirect bodies only. Feed mode: the chunk itself.
+  req.max_body = t->feed() ? static_cast<std::size_t>(t->chunk_size) + (1 << 20) : 1 << 20;
   req.stall_timeout_s = settings_.http_timeout_s;
   c.st = chunk::state::in_flight;
   c.received->store(0);
@@ -332,13 +387,20 @@ void blob_fetcher::on_chunk_done(const std::string& blob, std::uint64_t gen, std
   const auto origin_url = origins_[o].cfg.url;
   const bool was_resolving = tr.resolving && tr.resolved_url.empty();
   tr.resolving = false;
-  c.st = chunk::state::missing;
+  // A chunk the owner held while it was in flight stays held, whatever came back.
+  if (c.st == chunk::state::in_flight) c.st = chunk::state::missing;
   // Bytes land in order, so what arrived for the range asked for stays valid even when the
-  // transfer then broke; bytes of an answer for some other range are not credited.
+  // transfer then broke; bytes of an answer for some other range are not credited. Feed mode
+  // keeps nothing of a broken transfer: its bytes were only in memory.
   const auto got = c.received->exchange(0);
   const auto last = t->chunk_end(ci) - 1;
-  if ((r.status == 200 || r.status == 206) && range_problem(r, from, last, t->req.size).empty())
+  if (!t->feed() && (r.status == 200 || r.status == 206) &&
+      range_problem(r, from, last, t->req.size).empty())
     c.have = std::min(c.have + got, t->chunk_end(ci) - t->chunk_begin(ci));
+  if (c.st == chunk::state::held) {
+    pump();
+    return;
+  }
 
   if (r.curl_error == "cancelled") {
     pump();
@@ -373,7 +435,9 @@ void blob_fetcher::on_chunk_done(const std::string& blob, std::uint64_t gen, std
   } else if (r.status == 200 || r.status == 206) {
     const auto a = from, b = last;
     auto problem = range_problem(r, a, b, t->req.size);
-    if (problem.empty() && (r.body_bytes != b - a + 1 || t->chunk_begin(ci) + c.have != b + 1))
+    const bool all_there = t->feed() ? r.body.size() == b - a + 1
+                                     : t->chunk_begin(ci) + c.have == b + 1;
+    if (problem.empty() && (r.body_bytes != b - a + 1 || !all_there))
       problem = fmt::format("received {} bytes for a {}-byte range", r.body_bytes, b - a + 1);
     if (!problem.empty()) {
       hard_failure(*t, o, fmt::format("{}: {}", url, problem), false);
@@ -382,8 +446,16 @@ void blob_fetcher::on_chunk_done(const std::string& blob, std::uint64_t gen, std
       tr.fresh = false;
       origins_.record_success(o);
       c.st = chunk::state::done;
+      c.origin = o;
       t->contributors.insert(o);
-      maybe_hash(t);
+      if (t->feed()) {
+        // Posted, so the owner may call back into the fetcher.
+        asio::post(io_, [this, b = t->req.blob, ci, o, body = std::move(r.body)]() mutable {
+          if (on_chunk_) on_chunk_(b, ci, o, std::move(body));
+        });
+      } else {
+        maybe_hash(t);
+      }
     }
   } else if (r.status == 403 && !was_resolving && !tr.fresh) {
     // A signed CDN URL has expired: ask the origin for a fresh one.
@@ -445,7 +517,7 @@ void blob_fetcher::check_exhausted(const std::shared_ptr<task>& t) {
 }
 
 void blob_fetcher::maybe_hash(const std::shared_ptr<task>& t) {
-  if (t->hashing || t->over) return;
+  if (t->hashing || t->over || t->feed()) return;
   std::size_t prefix = 0;
   while (prefix < t->chunks.size() && t->chunks[prefix].st == chunk::state::done)
     ++prefix;
@@ -457,6 +529,7 @@ void blob_fetcher::maybe_hash(const std::shared_ptr<task>& t) {
     j.from = t->hashed;
     j.to = end;
     j.hasher = t->hasher.get();
+    j.pieces = t->pieces.get();
     j.done = [this, t, end, gen = t->gen](status s) {
       asio::post(io_, [this, t, end, gen, s] {
         t->hashing = false;
@@ -492,6 +565,7 @@ void blob_fetcher::finalize(const std::shared_ptr<task>& t) {
     ++t->gen;
     t->hashed = 0;
     t->hasher = std::make_unique<content_hasher>(t->req.blob.kind(), t->req.size);
+    if (t->pieces) t->pieces = std::make_unique<piece_hasher>(t->req.size, t->req.piece_size);
     t->contributors.clear();
     for (auto& c : t->chunks) {
       c.st = chunk::state::missing;
@@ -522,7 +596,12 @@ void blob_fetcher::finish(const std::shared_ptr<task>& t, const status& s) {
   tasks_.erase(id);
   order_.erase(std::remove(order_.begin(), order_.end(), id), order_.end());
   // Posted, so the owner never re-enters itself from inside want() or a pump.
-  asio::post(io_, [this, blob = t->req.blob, s, n = t->from_origin->load()] { done_(blob, s, n); });
+  fetch_outcome out;
+  out.from_origin = t->from_origin->load();
+  if (s && t->pieces) out.pieces = t->pieces->pieces();
+  asio::post(io_, [this, blob = t->req.blob, s, out = std::move(out)]() mutable {
+    done_(blob, s, std::move(out));
+  });
   pump();
 }
 

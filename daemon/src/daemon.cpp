@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <chrono>
+#include <deque>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -17,14 +18,16 @@
 
 #include "voxd/common/protocol.hpp"
 #include "voxd/common/units.hpp"
-#include "voxd/daemon/blob_fetcher.hpp"
+#include "voxd/daemon/blob_broker.hpp"
 #include "voxd/daemon/catalog.hpp"
 #include "voxd/daemon/control_server.hpp"
 #include "voxd/daemon/hash_worker.hpp"
 #include "voxd/daemon/http_engine.hpp"
 #include "voxd/daemon/manifest.hpp"
 #include "voxd/daemon/origins.hpp"
+#include "voxd/daemon/registry_client.hpp"
 #include "voxd/daemon/store.hpp"
+#include "voxd/daemon/swarm.hpp"
 
 namespace voxd {
 
@@ -69,6 +72,8 @@ struct model {
   std::optional<commit_id> commit;
   std::vector<hub::manifest_entry> files;
   std::uint64_t from_origin_base = 0;  // origin bytes of blobs already finished
+  std::uint64_t from_lan_base = 0;     // peer bytes of blobs already finished
+  std::uint64_t from_wan_base = 0;
   std::set<std::string> pending;       // blob ids not yet in this model's blobs/
   // Rate estimate, for progress and ETA.
   std::uint64_t last_done = 0;
@@ -102,11 +107,19 @@ struct daemon::impl {
   std::unique_ptr<http_engine> http;
   std::unique_ptr<hash_worker> hasher;
   std::unique_ptr<manifest_resolver> resolver;
-  std::unique_ptr<blob_fetcher> fetcher;
+  std::unique_ptr<registry_client> registry;
+  std::unique_ptr<swarm> peers;  // null without a registry: no torrents to share
+  std::unique_ptr<blob_broker> fetcher;
   std::unique_ptr<control_server> control;
   std::map<std::string, model> models;  // by key
   std::uint64_t next_seq = 1;
   rate_spec download_cap;
+  rate_spec upload_cap;
+  double link_peak = 0;  // measured peak download rate, bytes/s (bandwidth.link auto)
+  // Bytes downloaded, sampled each tick while downloads run: a rate counts toward the link only
+  // when sustained over a whole window, so a burst or a trickle of small files says nothing.
+  std::deque<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>> link_samples;
+  std::uint64_t upload_applied = ~0ull;  // the cap last given to libtorrent
   bool stopping = false;
   int exit_code = 0;
 
@@ -114,7 +127,8 @@ struct daemon::impl {
       : cfg(std::move(c)),
         names(cfg.models),
         st(cfg.hub_cache, cfg.state_dir),
-        download_cap(cfg.download_cap) {}
+        download_cap(cfg.download_cap),
+        upload_cap(cfg.upload_cap) {}
 
   // ---- persistence -------------------------------------------------------------------------
 
@@ -135,7 +149,9 @@ struct daemon::impl {
                      {"error", m.error},
                      {"commit", m.commit ? json(m.commit->str()) : json(nullptr)},
                      {"files", files},
-                     {"bytes_from_origin", m.from_origin_base}});
+                     {"bytes_from_origin", m.from_origin_base},
+                     {"bytes_from_peers_lan", m.from_lan_base},
+                     {"bytes_from_peers_wan", m.from_wan_base}});
     }
     json doc{{"version", 1}, {"next_seq", next_seq}, {"models", arr}};
     if (auto s = write_file_atomic(models_file(), doc.dump(1)); !s)
@@ -143,7 +159,10 @@ struct daemon::impl {
   }
 
   void save_settings() {
-    json doc{{"version", 1}, {"download_cap", to_string(download_cap)}};
+    json doc{{"version", 1},
+             {"download_cap", to_string(download_cap)},
+             {"upload_cap", to_string(upload_cap)},
+             {"link_peak", link_peak}};
     if (auto s = write_file_atomic(settings_file(), doc.dump(1)); !s)
       spdlog::error("saving settings: {}", s.err().message);
   }
@@ -154,6 +173,10 @@ struct daemon::impl {
       const json doc = json::parse(read_file(settings_file()), nullptr, false);
       if (doc.is_object() && doc.contains("download_cap") && doc["download_cap"].is_string()) {
         if (auto r = parse_rate(doc["download_cap"].get<std::string>(), false)) download_cap = *r;
+        if (doc.contains("upload_cap") && doc["upload_cap"].is_string())
+          if (auto r = parse_rate(doc["upload_cap"].get<std::string>(), true)) upload_cap = *r;
+        if (doc.contains("link_peak") && doc["link_peak"].is_number())
+          link_peak = std::max(0.0, doc["link_peak"].get<double>());
       } else {
         spdlog::warn("{} is unreadable; using the configured caps", settings_file());
       }
@@ -195,6 +218,8 @@ struct daemon::impl {
           m.files.push_back(std::move(e));
         }
         m.from_origin_base = j.value("bytes_from_origin", std::uint64_t{0});
+        m.from_lan_base = j.value("bytes_from_peers_lan", std::uint64_t{0});
+        m.from_wan_base = j.value("bytes_from_peers_wan", std::uint64_t{0});
         // Work that was under way resumes from the queue.
         if (m.active()) m.state = model_state::queued;
         models.emplace(m.key(), std::move(m));
@@ -233,26 +258,58 @@ struct daemon::impl {
   }
 
   struct model_progress {
-    std::uint64_t total = 0, done = 0, from_origin = 0;
+    std::uint64_t total = 0, done = 0, from_origin = 0, from_lan = 0, from_wan = 0, uploaded = 0;
     std::size_t files_done = 0;
+    int peers = 0;
+    bool waiting = false;  // every unfinished blob waits for another daemon's first fetch
+    std::optional<lease_info> lease;
+    std::string lease_file;
   };
 
   model_progress progress_of(const model& m) const {
-    model_progress p{0, 0, m.from_origin_base, 0};
+    model_progress p;
+    p.from_origin = m.from_origin_base;
+    p.from_lan = m.from_lan_base;
+    p.from_wan = m.from_wan_base;
+    bool any_busy = false;
+    std::set<std::string> seen;
     for (const auto& f : m.files) {
       p.total += f.size;
+      auto blob = blob_id::parse(f.blob);
+      if (blob && peers && seen.insert(f.blob).second)
+        if (auto s = peers->stats(*blob); s && s->seeding) {
+          p.uploaded += s->uploaded;
+          p.peers += s->peers;
+        }
       if (!m.pending.count(f.blob) &&
           (m.state == model_state::complete || m.state == model_state::downloading)) {
         p.done += f.size;
         ++p.files_done;
         continue;
       }
-      if (auto blob = blob_id::parse(f.blob); blob)
-        if (auto b = fetcher->progress(*blob)) {
-          p.done += b->done;
-          p.from_origin += b->from_origin;
+      if (!blob) continue;
+      if (auto b = fetcher->status_of(*blob)) {
+        p.done += b->done;
+        p.from_origin += b->from_origin;
+        p.from_lan += b->from_peers_lan;
+        p.from_wan += b->from_peers_wan;
+        p.peers += b->peers;
+        if (b->phase == "waiting") {
+          p.waiting = true;
+          if (b->lease && !p.lease) {
+            p.lease = b->lease;
+            p.lease_file = f.path;
+          }
+        } else {
+          any_busy = true;
+          if (b->lease && b->lease->ours && !p.lease) {
+            p.lease = b->lease;
+            p.lease_file = f.path;
+          }
         }
+      }
     }
+    if (any_busy) p.waiting = false;
     if (m.state == model_state::complete) p.done = p.total;
     return p;
   }
@@ -260,26 +317,38 @@ struct daemon::impl {
   json model_json(const model& m) const { return model_json(m, progress_of(m)); }
 
   json model_json(const model& m, const model_progress& p) const {
-    const auto [total, done, from_origin, files_done] = p;
+    const auto total = p.total, done = p.done;
+    const bool waiting = m.state == model_state::downloading && p.waiting;
     json j{{"model", m.key()},
            {"alias", m.spec.alias},
            {"repo", m.spec.repo.str()},
            {"revision", m.spec.revision},
            {"commit", m.commit ? json(m.commit->str()) : json(nullptr)},
-           {"state", to_string(m.state)},
+           {"state", waiting ? std::string_view("waiting") : to_string(m.state)},
            {"bytes_total", total},
            {"bytes_done", done},
-           {"bytes_from_origin", from_origin},
-           {"bytes_from_peers", 0},
-           {"bytes_uploaded", 0},
+           {"bytes_from_origin", p.from_origin},
+           {"bytes_from_peers", p.from_lan + p.from_wan},
+           {"bytes_from_peers_lan", p.from_lan},
+           {"bytes_from_peers_wan", p.from_wan},
+           {"bytes_uploaded", p.uploaded},
+           {"peers", p.peers},
            {"rate", m.active() ? m.rate : 0.0},
            {"files_total", m.files.size()},
-           {"files_done", files_done},
+           {"files_done", p.files_done},
            {"path",
             m.commit ? json(st.snapshot_dir(m.spec.repo, *m.commit).string()) : json(nullptr)}};
     if (m.active() && m.rate > 1 && total >= done)
       j["eta_seconds"] = static_cast<double>(total - done) / m.rate;
     if (!m.error.empty()) j["error"] = m.error;
+    if (p.lease)
+      j["lease"] = {{"holder", p.lease->holder},
+                    {"ours", p.lease->ours},
+                    {"file", p.lease_file},
+                    {"bytes_done", p.lease->bytes_done},
+                    {"bytes_total", p.lease->bytes_total}};
+    else
+      j["lease"] = nullptr;
     return j;
   }
 
@@ -377,13 +446,15 @@ struct daemon::impl {
     schedule();
   }
 
-  void on_blob_done(const blob_id& blob, const status& s, std::uint64_t from_origin) {
+  void on_blob_done(const blob_id& blob, const status& s, const blob_outcome& out) {
     if (stopping) return;
     std::vector<model*> waiting;
     for (auto& [k, m] : models)
       if (m.pending.count(blob.str())) waiting.push_back(&m);
     for (auto* m : waiting) {
-      m->from_origin_base += from_origin;
+      m->from_origin_base += out.from_origin;
+      m->from_lan_base += out.from_peers_lan;
+      m->from_wan_base += out.from_peers_wan;
       if (!s) {
         if (m->state == model_state::downloading) {
           fetcher->set_active(m->key(), false);
@@ -429,6 +500,7 @@ struct daemon::impl {
         {"rm", true, &impl::m_rm},
         {"path", false, &impl::m_path},
         {"limit", true, &impl::m_limit},
+        {"peers", false, &impl::m_peers},
         {"subscribe", false, &impl::m_subscribe},
     };
     return table;
@@ -489,6 +561,15 @@ struct daemon::impl {
                 {"state_dir", cfg.state_dir},
                 {"max_active", cfg.max_active},
                 {"limits", limits_json()},
+                {"peers", peers ? json{{"listen", cfg.peer.listen},
+                                       {"tracker", cfg.tracker},
+                                       {"registry", registry->base_url()},
+                                       {"lan_discovery", cfg.peer.lan_discovery},
+                                       {"origin_policy", cfg.origin_policy ==
+                                                                 origin_policy::balanced
+                                                             ? "balanced"
+                                                             : "prefer-peers"}}
+                                : json(nullptr)},
                 {"origins", origins_json()},
                 {"models", models_json()}};
   }
@@ -568,6 +649,7 @@ struct daemon::impl {
     const auto key = m->key();
     const auto repo = m->spec.repo;
     const auto commit = m->commit;
+    const auto removed_files = m->files;
     fetcher->unwant(key);
     m->state = model_state::error;
     m->error = "removed";
@@ -576,9 +658,17 @@ struct daemon::impl {
     const bool shared = commit && std::any_of(models.begin(), models.end(), [&](const auto& kv) {
                           return kv.second.spec.repo == repo && kv.second.commit == commit;
                         });
-    if (commit && !shared)
+    if (commit && !shared) {
+      // Seeding stops with the model; a blob another model still holds is seeded from there.
+      std::set<std::string> blobs;
+      for (const auto& f : removed_files)
+        blobs.insert(f.blob);
+      for (const auto& b : blobs)
+        if (auto id = blob_id::parse(b)) fetcher->unseed(*id);
       if (auto s = st.remove_snapshot(repo, *commit); !s)
         spdlog::warn("rm {}: {}", key, s.err().message);
+      seed_complete();
+    }
     save();
     schedule();
     return json{{"removed", key}};
@@ -594,30 +684,124 @@ struct daemon::impl {
     return json{{"path", st.snapshot_dir(m->spec.repo, *m->commit).string()}};
   }
 
+  // The link a percentage cap is taken of: configured, else measured, else 1 Gbit/s.
+  double link_rate() const {
+    if (cfg.link > 0) return static_cast<double>(cfg.link);
+    return link_peak > 0 ? link_peak : 125e6;
+  }
+
+  std::uint64_t upload_bytes_per_second() const {
+    switch (upload_cap.type) {
+      case rate_spec::kind::off:
+        return 0;
+      case rate_spec::kind::bytes_per_second:
+        return upload_cap.bytes_per_second;
+      case rate_spec::kind::percent:
+        return std::max<std::uint64_t>(
+            1, static_cast<std::uint64_t>(link_rate() * upload_cap.percent / 100.0));
+    }
+    return 0;
+  }
+
+  void apply_upload_cap() {
+    if (!peers) return;
+    const auto cap = upload_bytes_per_second();
+    // Re-applied only on a real change: a measured link moves a little every second.
+    if (upload_applied != ~0ull && cap != 0 && upload_applied != 0 &&
+        std::abs(static_cast<double>(cap) - static_cast<double>(upload_applied)) <
+            static_cast<double>(upload_applied) / 20)
+      return;
+    if (cap == upload_applied) return;
+    upload_applied = cap;
+    peers->set_upload_limit(cap);
+  }
+
   json limits_json() const {
+    double down_rate = 0, up_rate = 0;
+    for (const auto& [k, m] : models)
+      if (m.active()) down_rate += m.rate;
+    if (peers)
+      for (const auto& [k, m] : models)
+        for (const auto& f : m.files)
+          if (auto b = blob_id::parse(f.blob))
+            if (auto s = peers->stats(*b)) up_rate += s->upload_rate;
     return json{{"download", to_string(download_cap)},
                 {"download_bytes_per_second", download_cap.bytes_per_second},
-                {"upload", "off"}};
+                {"upload", to_string(upload_cap)},
+                {"upload_bytes_per_second", peers ? upload_bytes_per_second() : 0},
+                {"link", cfg.link > 0 ? to_string(rate_spec::absolute(cfg.link)) : "auto"},
+                {"link_bytes_per_second", link_rate()},
+                {"lan_uncapped", cfg.lan_uncapped},
+                {"download_rate", down_rate},
+                {"upload_rate", up_rate}};
   }
 
   result<json> m_limit(control_session&, const json& p) {
     auto dir = string_param(p, "direction", false);
     if (!dir) return dir.err();
     if (dir->empty()) return limits_json();
-    if (*dir != "download")
-      return make_error(
-          errc::invalid_argument,
-          fmt::format("cannot limit '{}': only 'download' is supported until peers arrive", *dir));
+    if (*dir != "download" && *dir != "upload")
+      return make_error(errc::invalid_argument,
+                        fmt::format("cannot limit '{}': expected download or upload", *dir));
     auto rate = string_param(p, "rate", true);
     if (!rate) return rate.err();
-    auto r = parse_rate(*rate, false);
+    auto r = parse_rate(*rate, *dir == "upload");
     if (!r) return r.err();
-    download_cap = *r;
+    if (*dir == "upload") {
+      upload_cap = *r;
+      apply_upload_cap();
+      spdlog::info("upload cap is now {}", to_string(upload_cap));
+    } else {
+      download_cap = *r;
+      apply_download_cap();
+      spdlog::info("download cap is now {}", to_string(download_cap));
+    }
+    save_settings();
+    return limits_json();
+  }
+
+  void apply_download_cap() {
     http->set_download_limit(download_cap.bytes_per_second);
     fetcher->set_download_cap(download_cap.bytes_per_second);
-    save_settings();
-    spdlog::info("download cap is now {}", to_string(download_cap));
-    return limits_json();
+    if (peers) peers->set_download_limit(download_cap.bytes_per_second);
+  }
+
+  result<json> m_peers(control_session&, const json& p) {
+    auto found = model_param(p);
+    if (!found) return found.err();
+    const model* m = *found;
+    json list = json::array();
+    std::set<std::string> seen;
+    if (peers)
+      for (const auto& f : m->files) {
+        auto b = blob_id::parse(f.blob);
+        if (!b || !seen.insert(f.blob).second) continue;
+        for (const auto& r : peers->peers(*b))
+          list.push_back({{"file", f.path},
+                          {"address", r.address},
+                          {"client", r.client},
+                          {"network", r.lan ? "lan" : "wan"},
+                          {"seed", r.seed},
+                          {"source", r.source},
+                          {"download_rate", r.download_rate},
+                          {"upload_rate", r.upload_rate},
+                          {"bytes_downloaded", r.downloaded},
+                          {"bytes_uploaded", r.uploaded},
+                          {"pieces", r.pieces},
+                          {"pieces_total", r.num_pieces}});
+      }
+    return json{{"model", m->key()}, {"peers", list}};
+  }
+
+  // Every blob of a complete model whose torrent is known is seeded from the store.
+  void seed_complete() {
+    if (!peers) return;
+    for (const auto& [k, m] : models) {
+      if (m.state != model_state::complete) continue;
+      for (const auto& f : m.files)
+        if (auto b = blob_id::parse(f.blob); b && st.has_blob(m.spec.repo, *b, f.size))
+          fetcher->seed(*b, m.spec.repo, f.size);
+    }
   }
 
   result<json> m_subscribe(control_session& session, const json& p) {
@@ -635,10 +819,42 @@ struct daemon::impl {
 
   // ---- loop --------------------------------------------------------------------------------
 
+  // bandwidth.link auto: the peak of the download rate sustained over 5 s, decaying slowly (about
+  // 1% a minute), so one long transfer sets the link for days but a changed network is followed.
+  void measure_link(std::chrono::steady_clock::time_point now, double dt) {
+    constexpr auto window = std::chrono::seconds(5);
+    std::uint64_t done = 0;
+    bool active = false;
+    for (const auto& [k, m] : models)
+      if (m.active()) {
+        active = true;
+        done += m.last_done;
+      }
+    if (!active) {
+      link_samples.clear();
+    } else {
+      link_samples.emplace_back(now, done);
+      while (link_samples.size() > 2 && now - link_samples[1].first >= window)
+        link_samples.pop_front();
+    }
+    double peak = link_peak * (1.0 - 0.01 * dt / 60.0);
+    if (link_samples.size() >= 2 && now - link_samples.front().first >= window &&
+        done >= link_samples.front().second) {
+      const double secs = std::chrono::duration<double>(now - link_samples.front().first).count();
+      peak = std::max(peak, static_cast<double>(done - link_samples.front().second) / secs);
+    }
+    const bool moved = std::abs(peak - link_peak) > link_peak / 20 + 1;
+    link_peak = peak;
+    if (moved) save_settings();
+  }
+
   void on_tick() {
     const auto now = std::chrono::steady_clock::now();
     const double dt = std::chrono::duration<double>(now - last_tick).count();
     last_tick = now;
+    measure_link(now, dt);
+    apply_upload_cap();
+    fetcher->set_link_rate(link_rate());
     for (auto& [k, m] : models) {
       if (!m.active()) continue;
       const auto p = progress_of(m);
@@ -675,7 +891,9 @@ struct daemon::impl {
     sd_notify(0, "STOPPING=1");
     control->close();
     fetcher->shutdown();
+    if (peers) peers->stop();
     save();
+    save_settings();
     tick.cancel();
     signals.cancel();
     http->stop();
@@ -700,9 +918,38 @@ struct daemon::impl {
                                                    cfg.http_timeout);
     fetch_settings fs{cfg.connections_per_origin, cfg.chunk_size, cfg.max_attempts_per_origin,
                       cfg.http_timeout};
-    fetcher = std::make_unique<blob_fetcher>(
-        io, *http, *hasher, st, *origins, fs,
-        [this](const blob_id& b, const status& s, std::uint64_t n) { on_blob_done(b, s, n); });
+    std::string registry_token;
+    if (!cfg.registry_token_file.empty()) {
+      auto t = read_token_file(cfg.registry_token_file);
+      if (!t) {
+        spdlog::critical("registry_token_file: {}", t.err().message);
+        return static_cast<int>(errc::config);
+      }
+      registry_token = *t;
+    }
+    registry = std::make_unique<registry_client>(io, *http, cfg.registry_url(), registry_token,
+                                                 cfg.http_timeout);
+    if (registry->enabled()) {
+      swarm_settings ss{cfg.peer.listen, cfg.peer.lan_discovery, cfg.peer.peers, cfg.tracker,
+                        cfg.lan_uncapped, cfg.state_dir};
+      swarm::events ev;
+      ev.finished = [this](const blob_id& b) { fetcher->on_swarm_finished(b); };
+      ev.piece_failed = [this](const blob_id& b, int piece) { fetcher->on_piece_failed(b, piece); };
+      peers = std::make_unique<swarm>(io, std::move(ss), std::move(ev));
+      if (auto s = peers->start(); !s) {
+        spdlog::critical("{}", s.err().message);
+        return static_cast<int>(s.err().code);
+      }
+    }
+    char host[256] = {};
+    ::gethostname(host, sizeof host - 1);
+    broker_settings bs;
+    bs.fetch = fs;
+    bs.policy = cfg.origin_policy;
+    bs.holder = fmt::format("{}/{}", host, cfg.peer.listen);
+    fetcher = std::make_unique<blob_broker>(
+        io, *http, *hasher, st, *origins, *registry, peers.get(), bs,
+        [this](const blob_id& b, const status& s, const blob_outcome& o) { on_blob_done(b, s, o); });
     control = std::make_unique<control_server>(
         io, cfg.socket,
         [this](control_session& s, const rpc::request& r) { return dispatch(s, r); });
@@ -710,15 +957,20 @@ struct daemon::impl {
       spdlog::critical("{}", s.err().message);
       return static_cast<int>(s.err().code);
     }
-    http->set_download_limit(download_cap.bytes_per_second);
-    fetcher->set_download_cap(download_cap.bytes_per_second);
+    apply_download_cap();
+    apply_upload_cap();
+    seed_complete();
     if (auto s = control->listen(); !s) {
       spdlog::critical("{}", s.err().message);
       return static_cast<int>(s.err().code);
     }
     wait_signal();
-    spdlog::info("voxd-daemon ready: socket {}, store {}, {} origin(s), download cap {}",
-                 cfg.socket, cfg.hub_cache, origins->size(), to_string(download_cap));
+    spdlog::info("voxd-daemon ready: socket {}, store {}, {} origin(s), download cap {}, {}",
+                 cfg.socket, cfg.hub_cache, origins->size(), to_string(download_cap),
+                 peers ? fmt::format("peers on {} (tracker {}, registry {}), upload cap {}",
+                                     cfg.peer.listen, cfg.tracker.empty() ? "none" : cfg.tracker,
+                                     registry->base_url(), to_string(upload_cap))
+                       : std::string("no registry: origins only"));
     sd_notify(0, "READY=1\nSTATUS=ready");
     schedule();
     on_tick();

@@ -54,6 +54,7 @@ void hash_worker::run() {
         break;
       }
       j.hasher->update({buf.data(), static_cast<std::size_t>(n)});
+      if (j.pieces) j.pieces->update({buf.data(), static_cast<std::size_t>(n)});
       off += static_cast<std::uint64_t>(n);
     }
     j.done(std::move(result));

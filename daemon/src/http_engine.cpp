@@ -168,6 +168,11 @@ struct http_engine::impl {
     curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, &impl::on_data);
     curl_easy_setopt(e, CURLOPT_WRITEDATA, t.get());
     curl_easy_setopt(e, CURLOPT_PRIVATE, t.get());
+    if (t->req.method != "GET") {
+      curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, t->req.method.c_str());
+      curl_easy_setopt(e, CURLOPT_POSTFIELDS, t->req.body.data());
+      curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(t->req.body.size()));
+    }
     if (limit.load(std::memory_order_relaxed) != 0) {
       // Under a cap the kernel would otherwise buffer megabytes per connection that the origin
       // counts as sent; a small window keeps origin bytes close to bytes used.

@@ -2,13 +2,12 @@
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
-#include <libtorrent/bdecode.hpp>
-#include <libtorrent/torrent_info.hpp>
 
 #include <cstring>
 #include <fstream>
 #include <sstream>
 
+#include "voxd/common/blob_torrent.hpp"
 #include "voxd/common/files.hpp"
 
 namespace voxd::tracker {
@@ -16,41 +15,14 @@ namespace voxd::tracker {
 namespace fs = std::filesystem;
 
 result<torrent_record> validate_torrent(std::span<const char> bytes, const blob_id& blob) {
-  auto const bad = [](std::string what) {
-    return make_error(errc::invalid_argument, "torrent " + what);
-  };
-  if (bytes.size() > (4 << 20)) return bad("is larger than 4 MiB");
-  lt::error_code ec;
-  int pos = 0;
-  // Bounded decode: untrusted input must not buy deep recursion or huge token tables.
-  auto const node =
-      lt::bdecode({bytes.data(), static_cast<std::ptrdiff_t>(bytes.size())}, ec, &pos, 20, 200'000);
-  if (ec) return bad(fmt::format("is not valid bencode ({} at byte {})", ec.message(), pos));
-  lt::torrent_info ti(node, ec);
-  if (ec) return bad(fmt::format("is not a valid torrent: {}", ec.message()));
-  if (!ti.info_hashes().has_v1()) return bad("has no v1 info-hash (voxd swarms are v1)");
-  if (ti.num_files() != 1 || ti.files().pad_file_at(lt::file_index_t{0}))
-    return bad(fmt::format("must hold exactly one file, holds {}", ti.num_files()));
-  if (ti.name() != blob.str())
-    return bad(fmt::format("is named '{}', must be named after the blob id {}",
-                           ti.name().substr(0, 80), blob.str()));
-  if (ti.files().file_path(lt::file_index_t{0}) != blob.str())
-    return bad("must be a single-file torrent (no directory)");
-  auto const length = ti.total_size();
-  if (length < 1 || length > (std::int64_t{1} << 40))
-    return bad(fmt::format("has an implausible length {}", length));
-  auto const piece = ti.piece_length();
-  if (piece < (16 << 10) || piece > (64 << 20) || (piece & (piece - 1)) != 0)
-    return bad(
-        fmt::format("has piece size {}; it must be a power of two from 16 KiB to 64 MiB", piece));
+  auto info = validate_blob_torrent(bytes, blob);
+  if (!info) return info.err();
   torrent_record r;
   r.bytes.assign(bytes.data(), bytes.size());
-  auto const info = ti.info_section();
-  r.info_section.assign(info.data(), static_cast<std::size_t>(info.size()));
-  auto const v1 = ti.info_hashes().v1;
-  std::memcpy(r.hash.bytes.data(), v1.data(), 20);
-  r.length = static_cast<std::uint64_t>(length);
-  r.piece_length = piece;
+  r.info_section = std::move(info->info_section);
+  std::memcpy(r.hash.bytes.data(), info->info_hash.data(), 20);
+  r.length = info->length;
+  r.piece_length = info->piece_length;
   return r;
 }
 

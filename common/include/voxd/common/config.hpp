@@ -27,6 +27,19 @@ struct model_alias {
   bool operator==(const model_alias&) const = default;
 };
 
+// How the CDN feeder shares a blob's pieces with the swarm (docs/architecture.md, "Hybrid fetch").
+enum class origin_policy {
+  prefer_peers,  // origins supply only pieces no connected peer has, or when the swarm stalls
+  balanced,      // also whenever the peers leave the link idle
+};
+
+struct peer_config {
+  std::string listen = "0.0.0.0:6881";  // libtorrent listen_interfaces syntax, host:port
+  bool lan_discovery = true;            // BEP 14 local service discovery
+  std::vector<std::string> peers;       // static peers, "ip:port" or "[ipv6]:port"
+  bool operator==(const peer_config&) const = default;
+};
+
 struct config {
   std::string socket;     // control socket path
   std::string state_dir;  // queue, partial downloads, journals
@@ -39,7 +52,18 @@ struct config {
   int max_attempts_per_origin = 3;
   int http_timeout = 30;  // seconds without progress before a request is abandoned
   rate_spec download_cap;
+  std::uint64_t link = 0;  // bytes per second of the link; 0 = measured (auto)
+  rate_spec upload_cap{rate_spec::kind::percent, 0, 30};
+  bool lan_uncapped = false;
+  std::string tracker;              // announce URL; empty = no tracker
+  std::string registry;             // registry base URL; empty = the tracker's host
+  std::string registry_token_file;  // bearer token for registry writes
+  peer_config peer;
+  voxd::origin_policy origin_policy = voxd::origin_policy::prefer_peers;
   std::string log_level = "info";
+
+  // The registry base URL in force: `registry`, else derived from `tracker`; empty = none.
+  std::string registry_url() const;
 };
 
 struct config_error {
@@ -76,5 +100,9 @@ std::string render_config_reference();  // Markdown table for docs/configuration
 
 // "http" or "https" URL with a host, no credentials, query or fragment.
 status validate_origin_url(std::string_view url);
+// An http(s):// or udp:// announce URL.
+status validate_tracker_url(std::string_view url);
+// "ip:port" or "[ipv6]:port" with a numeric address and a port in 1..65535.
+status validate_peer_endpoint(std::string_view text);
 
 }  // namespace voxd

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "voxd/common/blob_torrent.hpp"
 #include "voxd/common/hash.hpp"
 #include "voxd/daemon/hash_worker.hpp"
 #include "voxd/daemon/http_engine.hpp"
@@ -30,6 +31,15 @@ struct blob_request {
   repo_id repo;  // where origins serve it and where it is committed first
   commit_id commit;
   std::string path;
+  int piece_size = 0;  // > 0: also compute the v1 piece hashes of the blob's torrent
+  // Feed mode (hybrid fetch): chunks of feed_chunk bytes are fetched into memory only when the
+  // owner releases them, and handed to on_chunk; the owner verifies and stores the blob.
+  std::uint64_t feed_chunk = 0;
+};
+
+struct fetch_outcome {
+  std::uint64_t from_origin = 0;    // bytes received from origins (including any discarded)
+  std::vector<sha1_digest> pieces;  // when piece_size was set and the blob is stored
 };
 
 struct fetch_settings {
@@ -48,7 +58,10 @@ class blob_fetcher {
  public:
   // Called on the io thread when a blob is in the store (ok) or cannot be had (error), with the
   // bytes its fetch took from origins.
-  using done_fn = std::function<void(const blob_id&, const status&, std::uint64_t)>;
+  using done_fn = std::function<void(const blob_id&, const status&, fetch_outcome)>;
+  // Feed mode: a released chunk arrived from origin `origin` (an index into the pool).
+  using chunk_fn = std::function<void(const blob_id&, std::size_t chunk, std::size_t origin,
+                                      std::string data)>;
 
   blob_fetcher(boost::asio::io_context& io, http_engine& http, hash_worker& hasher, store& st,
                origin_pool& origins, fetch_settings settings, done_fn done);
@@ -60,6 +73,16 @@ class blob_fetcher {
   // Drops a model's interest; a blob nobody wants is cancelled and its partial data removed.
   void unwant(const std::string& model);
   std::optional<blob_progress> progress(const blob_id& blob) const;
+  // Feed mode: fetch this chunk now; or stop fetching it (a peer delivered it first).
+  void release(const blob_id& blob, std::size_t chunk);
+  void hold(const blob_id& blob, std::size_t chunk);
+  // Feed mode: the chunk failed verification; it counts against the origin that sent it and
+  // goes back to held.
+  void report_corrupt(const blob_id& blob, std::size_t chunk, std::size_t origin,
+                      const std::string& why);
+  // Feed mode: chunks released and not yet delivered.
+  std::size_t in_flight(const blob_id& blob) const;
+  void on_chunk(chunk_fn fn) { on_chunk_ = std::move(fn); }
   // Under a download cap a few connections carry the rate; more would only hold bytes in flight.
   void set_download_cap(std::uint64_t bytes_per_second);
   // Makes written bytes durable (data file, then journal). Also runs every 100 ms.
@@ -91,6 +114,7 @@ class blob_fetcher {
   origin_pool& origins_;
   fetch_settings settings_;
   done_fn done_;
+  chunk_fn on_chunk_;
   std::map<std::string, std::shared_ptr<task>> tasks_;
   std::vector<std::string> order_;  // blob ids in the order they were wanted
   boost::asio::steady_timer flush_timer_;

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <thread>
 
+#include "voxd/common/blob_torrent.hpp"
 #include "voxd/common/error.hpp"
 #include "voxd/common/hash.hpp"
 
@@ -21,6 +22,7 @@ class hash_worker {
     std::uint64_t from = 0;
     std::uint64_t to = 0;
     content_hasher* hasher = nullptr;  // owned by the caller, untouched until done runs
+    piece_hasher* pieces = nullptr;    // optional, fed the same bytes
     std::function<void(status)> done;  // called on the worker thread
   };
 

@@ -18,6 +18,8 @@
 namespace voxd {
 
 struct http_request {
+  std::string method = "GET";  // GET, or PUT/POST/DELETE with `body`
+  std::string body;
   std::string url;
   std::vector<std::string> headers;                              // "Name: value"
   std::optional<std::pair<std::uint64_t, std::uint64_t>> range;  // inclusive byte range

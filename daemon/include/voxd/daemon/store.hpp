@@ -25,6 +25,7 @@ class store {
   status init();
 
   const fs::path& hub_cache() const { return hub_cache_; }
+  const fs::path& state_dir() const { return state_dir_; }
   fs::path model_dir(const repo_id& repo) const;
   fs::path blob_path(const repo_id& repo, const blob_id& blob) const;
   fs::path snapshot_dir(const repo_id& repo, const commit_id& commit) const;

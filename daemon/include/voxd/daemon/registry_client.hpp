@@ -1,0 +1,55 @@
+#pragma once
+// Client of the blob registry (voxd-tracker's /v1 API, docs/tracker.md): fetch and publish a
+// blob's torrent, take, renew and release first-fetch leases. Completions run on the io thread.
+
+#include <boost/asio/io_context.hpp>
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "voxd/common/error.hpp"
+#include "voxd/common/ids.hpp"
+#include "voxd/daemon/http_engine.hpp"
+
+namespace voxd {
+
+struct lease_info {
+  bool ours = false;  // granted or renewed to us; otherwise someone else holds it
+  std::string holder;
+  std::uint64_t bytes_done = 0;
+  std::uint64_t bytes_total = 0;
+  double expires_in = 0;
+};
+
+class registry_client {
+ public:
+  // base_url empty: no registry (every call fails with not_found).
+  registry_client(boost::asio::io_context& io, http_engine& http, std::string base_url,
+                  std::string token, int timeout_s);
+
+  bool enabled() const { return !base_.empty(); }
+  const std::string& base_url() const { return base_; }
+
+  // The torrent's bytes; nullopt when the registry has none for this blob.
+  void get_torrent(const blob_id& blob,
+                   std::function<void(result<std::optional<std::string>>)> done);
+  void put_torrent(const blob_id& blob, std::string bytes, std::function<void(status)> done);
+  // Takes or renews the lease; when another holder has it, the answer names it (ours = false).
+  void take_lease(const blob_id& blob, const std::string& holder, std::uint64_t bytes_done,
+                  std::uint64_t bytes_total, int ttl_s, std::function<void(result<lease_info>)> done);
+  void release_lease(const blob_id& blob, const std::string& holder);
+
+ private:
+  void call(std::string method, std::string path, std::string body,
+            std::function<void(http_response)> done);
+  std::string describe(const http_response& r, const std::string& what) const;
+
+  boost::asio::io_context& io_;
+  http_engine& http_;
+  std::string base_;
+  std::string token_;
+  int timeout_s_;
+};
+
+}  // namespace voxd

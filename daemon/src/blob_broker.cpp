@@ -1,0 +1,564 @@
+#include "voxd/daemon/blob_broker.hpp"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include <algorithm>
+#include <fstream>
+#include <numeric>
+#include <set>
+#include <sstream>
+
+#include "voxd/common/blob_torrent.hpp"
+#include "voxd/common/files.hpp"
+#include "voxd/common/units.hpp"
+
+namespace voxd {
+
+namespace asio = boost::asio;
+
+namespace {
+
+// How long a lease lasts without renewal, and how often the holder renews it.
+constexpr int lease_ttl_s = 15;
+constexpr auto lease_renew_every = std::chrono::seconds(5);
+// A holder whose fetch has not advanced for this long lets its lease expire.
+constexpr auto holder_stall = std::chrono::seconds(30);
+// How often a waiting daemon asks whether the torrent is out or the lease is free.
+constexpr auto waiter_poll = std::chrono::seconds(2);
+// A new swarm member gives the tracker and LSD this long to find peers before the feeder takes
+// pieces no connected peer has.
+constexpr auto discovery_grace = std::chrono::seconds(4);
+// Peers connected but silent this long count as a stalled swarm.
+constexpr auto swarm_stall = std::chrono::seconds(10);
+constexpr auto feed_every = std::chrono::milliseconds(250);
+
+std::string read_all(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+}  // namespace
+
+struct blob_broker::job {
+  enum class phase { lookup, origin, waiting, swarm, verifying };
+
+  job(blob_request r, asio::io_context& io) : req(std::move(r)), timer(io) {}
+
+  blob_request req;
+  std::map<std::string, bool> wanters;  // model -> active
+  phase ph = phase::lookup;
+  bool started = false;  // lookup under way or done
+  bool holder = false;   // we hold the first-fetch lease
+  std::optional<lease_info> lease;
+  std::uint64_t renewed_done = 0;
+  steady::time_point last_advance = steady::now();
+  steady::time_point registry_trouble_since{};
+  std::string torrent;
+  asio::steady_timer timer;
+  // Swarm phase.
+  int piece_size = 0;
+  std::set<int> released;                 // pieces the feeder took from the peers' picker
+  std::map<int, std::size_t> fed_by;      // pieces handed to libtorrent -> origin
+  steady::time_point swarm_since{};
+  steady::time_point peers_last_sent{};
+  std::uint64_t last_peer_total = 0;
+  std::optional<swarm_view> view;
+  std::optional<swarm_stats> peer_stats;
+  bool origins_out = false;  // the origins failed for good; peers only
+  voxd::status origins_error = ok();
+  std::uint64_t from_origin = 0;
+  bool over = false;
+
+  std::string name() const { return fmt::format("{} ({})", req.path, req.blob.str().substr(0, 12)); }
+};
+
+blob_broker::blob_broker(asio::io_context& io, http_engine& http, hash_worker& hasher, store& st,
+                         origin_pool& origins, registry_client& registry, swarm* peers,
+                         broker_settings settings, done_fn done)
+    : io_(io),
+      hasher_(hasher),
+      store_(st),
+      origins_(origins),
+      registry_(registry),
+      swarm_(peers),
+      settings_(std::move(settings)),
+      done_(std::move(done)),
+      fetcher_(io, http, hasher, st, origins, settings_.fetch,
+               [this](const blob_id& b, const voxd::status& s, fetch_outcome o) {
+                 on_fetch_done(b, s, std::move(o));
+               }) {
+  fetcher_.on_chunk([this](const blob_id& b, std::size_t ci, std::size_t o, std::string data) {
+    on_chunk(b, ci, o, std::move(data));
+  });
+  std::error_code ec;
+  fs::create_directories(store_.state_dir() / "torrents", ec);
+}
+
+blob_broker::~blob_broker() = default;
+
+fs::path blob_broker::torrent_path(const blob_id& blob) const {
+  return store_.state_dir() / "torrents" / (blob.str() + ".torrent");
+}
+
+fs::path blob_broker::swarm_dir() const {
+  return store_.state_dir() / "partial";
+}
+
+blob_broker::job_ptr blob_broker::find(const std::string& blob) const {
+  auto it = jobs_.find(blob);
+  return it == jobs_.end() ? nullptr : it->second;
+}
+
+bool blob_broker::is_active(const job& j) const {
+  return std::any_of(j.wanters.begin(), j.wanters.end(), [](const auto& w) { return w.second; });
+}
+
+void blob_broker::want(const blob_request& req, const std::string& model, bool active) {
+  auto j = find(req.blob.str());
+  if (!j) {
+    j = std::make_shared<job>(req, io_);
+    jobs_.emplace(req.blob.str(), j);
+  }
+  j->wanters[model] = active;
+  kick(j);
+}
+
+void blob_broker::set_active(const std::string& model, bool active) {
+  std::vector<job_ptr> touched;
+  for (auto& [id, j] : jobs_)
+    if (auto it = j->wanters.find(model); it != j->wanters.end()) {
+      it->second = active;
+      touched.push_back(j);
+    }
+  for (auto& j : touched) {
+    const bool on = is_active(*j);
+    fetcher_.set_active(j->req.blob.str(), on);
+    if (swarm_ && j->ph == job::phase::swarm) swarm_->set_paused(j->req.blob, !on);
+    kick(j);
+  }
+}
+
+void blob_broker::unwant(const std::string& model) {
+  std::vector<job_ptr> orphans;
+  for (auto& [id, j] : jobs_)
+    if (j->wanters.erase(model) && j->wanters.empty()) orphans.push_back(j);
+  for (auto& j : orphans) {
+    j->over = true;
+    j->timer.cancel();
+    if (j->ph == job::phase::swarm || j->ph == job::phase::verifying) leave_swarm(j, true);
+    fetcher_.unwant(j->req.blob.str());
+    if (j->holder) registry_.release_lease(j->req.blob, settings_.holder);
+    jobs_.erase(j->req.blob.str());
+  }
+}
+
+std::optional<blob_status> blob_broker::status_of(const blob_id& blob) const {
+  auto j = find(blob.str());
+  if (!j) return std::nullopt;
+  blob_status s;
+  static constexpr const char* names[] = {"lookup", "origin", "waiting", "swarm", "verifying"};
+  s.phase = names[static_cast<int>(j->ph)];
+  s.lease = j->lease;
+  s.from_origin = j->from_origin;
+  if (auto p = fetcher_.progress(blob)) {
+    s.from_origin += p->from_origin;
+    if (j->ph == job::phase::origin) s.done = p->done;
+  }
+  if (j->ph == job::phase::swarm || j->ph == job::phase::verifying) {
+    if (j->view) {
+      const auto had = static_cast<std::uint64_t>(
+          std::count(j->view->have.begin(), j->view->have.end(), true));
+      s.done = std::min(j->req.size, had * static_cast<std::uint64_t>(j->piece_size));
+      s.peers = j->view->peers;
+    }
+    if (j->ph == job::phase::verifying) s.done = j->req.size;
+    if (j->peer_stats) {
+      s.from_peers_lan = j->peer_stats->from_peers_lan;
+      s.from_peers_wan = j->peer_stats->from_peers_wan;
+    }
+  }
+  return s;
+}
+
+void blob_broker::kick(const job_ptr& j) {
+  if (stopping_ || j->over || !is_active(*j) || j->started) return;
+  j->started = true;
+  lookup(j);
+}
+
+void blob_broker::lookup(const job_ptr& j) {
+  if (!swarm_ || !registry_.enabled() || j->req.size < settings_.swarm_min_size)
+    return start_origin(j, false);
+  j->ph = job::phase::lookup;
+  registry_.get_torrent(j->req.blob, [this, j](result<std::optional<std::string>> r) {
+    if (j->over || stopping_) return;
+    if (!r) {
+      spdlog::warn("{}: {}; fetching from the origins", j->name(), r.err().message);
+      return start_origin(j, true);
+    }
+    if (!*r) return take_lease(j);
+    start_swarm(j, std::move(**r));
+  });
+}
+
+void blob_broker::take_lease(const job_ptr& j) {
+  const auto done = fetcher_.progress(j->req.blob);
+  registry_.take_lease(
+      j->req.blob, settings_.holder, done ? done->done : 0, j->req.size, lease_ttl_s,
+      [this, j](result<lease_info> r) {
+        if (j->over || stopping_) return;
+        if (!r) {
+          // A registry that cannot lease must not stop the download.
+          spdlog::warn("{}: {}; fetching from the origins", j->name(), r.err().message);
+          return start_origin(j, true);
+        }
+        j->lease = *r;
+        if (r->ours) {
+          j->holder = true;
+          spdlog::info("{}: first at this site; fetching from the origins, then seeding", j->name());
+          start_origin(j, true);
+          return renew_lease(j);
+        }
+        if (j->ph != job::phase::waiting)
+          spdlog::info("{}: {} is fetching it first; waiting for its torrent", j->name(),
+                       r->holder);
+        j->ph = job::phase::waiting;
+        wait_for_holder(j);
+      });
+}
+
+void blob_broker::wait_for_holder(const job_ptr& j) {
+  j->timer.expires_after(waiter_poll);
+  j->timer.async_wait([this, j](boost::system::error_code ec) {
+    if (ec || j->over || stopping_) return;
+    if (!is_active(*j)) {
+      // Paused while waiting: look again when resumed.
+      j->started = false;
+      return;
+    }
+    registry_.get_torrent(j->req.blob, [this, j](result<std::optional<std::string>> r) {
+      if (j->over || stopping_) return;
+      if (r && *r) return start_swarm(j, std::move(**r));
+      if (r) {
+        j->registry_trouble_since = {};
+        return take_lease(j);
+      }
+      const auto now = steady::now();
+      if (j->registry_trouble_since == steady::time_point{}) j->registry_trouble_since = now;
+      if (now - j->registry_trouble_since > std::chrono::seconds(30)) {
+        spdlog::warn("{}: {} for 30 s; fetching from the origins", j->name(), r.err().message);
+        return start_origin(j, true);
+      }
+      wait_for_holder(j);
+    });
+  });
+}
+
+void blob_broker::renew_lease(const job_ptr& j) {
+  j->timer.expires_after(lease_renew_every);
+  j->timer.async_wait([this, j](boost::system::error_code ec) {
+    if (ec || j->over || stopping_ || !j->holder || j->ph != job::phase::origin) return;
+    const auto p = fetcher_.progress(j->req.blob);
+    const auto done = p ? p->done : 0;
+    const auto now = steady::now();
+    if (done > j->renewed_done) {
+      j->renewed_done = done;
+      j->last_advance = now;
+    }
+    if (now - j->last_advance > holder_stall) {
+      // Let the lease expire so another daemon can try; this one keeps trying too.
+      spdlog::warn("{}: no progress for {} s; letting the first-fetch lease go", j->name(),
+                   std::chrono::duration_cast<std::chrono::seconds>(holder_stall).count());
+      j->holder = false;
+      return;
+    }
+    registry_.take_lease(j->req.blob, settings_.holder, done, j->req.size, lease_ttl_s,
+                         [j](result<lease_info> r) {
+                           if (r) j->lease = *r;
+                         });
+    renew_lease(j);
+  });
+}
+
+void blob_broker::start_origin(const job_ptr& j, bool publish) {
+  j->ph = job::phase::origin;
+  auto req = j->req;
+  req.feed_chunk = 0;
+  req.piece_size = publish && swarm_ ? piece_size_for(req.size) : 0;
+  fetcher_.want(req, req.blob.str(), is_active(*j));
+}
+
+void blob_broker::start_swarm(const job_ptr& j, std::string torrent) {
+  auto info = validate_blob_torrent(torrent, j->req.blob);
+  if (info && info->length != j->req.size)
+    info = make_error(errc::invalid_argument,
+                      fmt::format("torrent length {} differs from the file list's {}",
+                                  info->length, j->req.size));
+  if (!info) {
+    spdlog::error("{}: registry {} serves a bad torrent ({}); fetching from the origins",
+                  j->name(), registry_.base_url(), info.err().message);
+    return start_origin(j, false);
+  }
+  std::error_code ec;
+  fs::create_directories(swarm_dir(), ec);
+  if (auto s = swarm_->add(j->req.blob, torrent, swarm_dir(), false); !s) {
+    spdlog::error("{}: {}; fetching from the origins", j->name(), s.err().message);
+    return start_origin(j, false);
+  }
+  if (j->holder) registry_.release_lease(j->req.blob, settings_.holder);
+  j->holder = false;
+  j->lease.reset();
+  j->timer.cancel();
+  j->torrent = std::move(torrent);
+  j->piece_size = info->piece_length;
+  j->ph = job::phase::swarm;
+  j->swarm_since = j->peers_last_sent = steady::now();
+  if (!is_active(*j)) swarm_->set_paused(j->req.blob, true);
+  auto req = j->req;
+  req.piece_size = 0;
+  req.feed_chunk = static_cast<std::uint64_t>(j->piece_size);
+  fetcher_.want(req, req.blob.str(), is_active(*j));
+  spdlog::info("{}: joining its swarm (pieces of {}), origins feeding what peers cannot",
+               j->name(), format_bytes(static_cast<std::uint64_t>(j->piece_size)));
+  feed(j);
+}
+
+// The CDN feeder: each round it looks at the swarm and releases to the origins the pieces the
+// policy gives them, after taking those pieces out of libtorrent's picker so that no peer is asked
+// for them too (notes/libtorrent-2.0.8.md §13).
+void blob_broker::feed(const job_ptr& j) {
+  if (j->over || stopping_ || j->ph != job::phase::swarm) return;
+  j->view = swarm_->view(j->req.blob);
+  j->peer_stats = swarm_->stats(j->req.blob);
+  const auto now = steady::now();
+  if (j->view && is_active(*j) && !j->view->finished) {
+    auto& v = *j->view;
+    const auto peer_total = j->peer_stats ? j->peer_stats->from_peers_lan + j->peer_stats->from_peers_wan : 0;
+    if (peer_total > j->last_peer_total || v.peers == 0) j->peers_last_sent = now;
+    j->last_peer_total = peer_total;
+    // Pieces handed back by libtorrent (had now) leave the feeder's books.
+    for (auto it = j->released.begin(); it != j->released.end();)
+      it = v.have[static_cast<std::size_t>(*it)] ? j->released.erase(it) : std::next(it);
+    const bool grace = now - j->swarm_since < discovery_grace;
+    const bool stalled = v.peers > 0 && now - j->peers_last_sent > swarm_stall;
+    const bool link_idle = settings_.policy == origin_policy::balanced && link_rate_ > 0 &&
+                           v.peer_rate < 0.8 * link_rate_;
+    const auto budget = static_cast<std::size_t>(settings_.fetch.connections_per_origin) * 2;
+    std::size_t in_flight = fetcher_.in_flight(j->req.blob);
+    if (!j->origins_out && !grace && in_flight < budget) {
+      // Rarest first; among equals from the end, away from where the peers' picker works.
+      std::vector<int> candidates;
+      for (int p = v.num_pieces - 1; p >= 0; --p) {
+        const auto i = static_cast<std::size_t>(p);
+        if (v.have[i] || v.downloading[i] || j->released.count(p)) continue;
+        const bool nobody_has = v.availability[i] == 0;
+        if (nobody_has || stalled || link_idle) candidates.push_back(p);
+      }
+      std::stable_sort(candidates.begin(), candidates.end(), [&](int a, int b) {
+        return v.availability[static_cast<std::size_t>(a)] <
+               v.availability[static_cast<std::size_t>(b)];
+      });
+      for (int p : candidates) {
+        if (in_flight >= budget) break;
+        swarm_->set_wanted(j->req.blob, p, false);
+        j->released.insert(p);
+        fetcher_.release(j->req.blob, static_cast<std::size_t>(p));
+        ++in_flight;
+      }
+    }
+    if (j->origins_out && (v.peers == 0 || stalled) && now - j->peers_last_sent > swarm_stall * 6)
+      return finish(j, make_error(errc::download_failed,
+                                  fmt::format("{}; and no peer has sent any of the missing pieces "
+                                              "for a minute",
+                                              j->origins_error.err().message)));
+  }
+  j->timer.expires_after(feed_every);
+  j->timer.async_wait([this, j](boost::system::error_code ec) {
+    if (!ec) feed(j);
+  });
+}
+
+void blob_broker::on_chunk(const blob_id& blob, std::size_t piece, std::size_t origin,
+                           std::string data) {
+  auto j = find(blob.str());
+  if (!j || j->ph != job::phase::swarm) return;
+  j->fed_by[static_cast<int>(piece)] = origin;
+  swarm_->add_piece(blob, static_cast<int>(piece), std::vector<char>(data.begin(), data.end()));
+}
+
+void blob_broker::on_piece_failed(const blob_id& blob, int piece) {
+  auto j = find(blob.str());
+  if (!j || j->ph != job::phase::swarm) return;
+  auto it = j->fed_by.find(piece);
+  if (it == j->fed_by.end()) return;  // a peer's piece: libtorrent bans the sender
+  fetcher_.report_corrupt(blob, static_cast<std::size_t>(piece), it->second,
+                          fmt::format("piece {} failed its SHA-1 check", piece));
+  j->fed_by.erase(it);
+  j->released.erase(piece);
+  swarm_->set_wanted(blob, piece, true);
+}
+
+void blob_broker::on_fetch_done(const blob_id& blob, const voxd::status& s, fetch_outcome out) {
+  auto j = find(blob.str());
+  if (!j || j->over) return;
+  j->from_origin += out.from_origin;
+  if (j->ph == job::phase::swarm) {
+    if (s) return;
+    // The origins gave up; what peers still hold can finish the blob.
+    spdlog::warn("{}: origins exhausted ({}); continuing with peers only", j->name(),
+                 s.err().message);
+    j->origins_out = true;
+    j->origins_error = s;
+    for (int p : j->released)
+      swarm_->set_wanted(blob, p, true);
+    j->released.clear();
+    return;
+  }
+  if (!s) return finish(j, s);
+  if (!out.pieces.empty()) return published(j, out.pieces);
+  finish(j, ok());
+}
+
+// After a first fetch: the torrent from the piece hashes computed on the way, seeding from the
+// store, then the registry learns it (in that order, so the first announce precedes any joiner).
+void blob_broker::published(const job_ptr& j, const std::vector<sha1_digest>& pieces) {
+  auto t = build_blob_torrent(j->req.blob, j->req.size, piece_size_for(j->req.size), pieces);
+  if (!t) {
+    spdlog::error("{}: {}", j->name(), t.err().message);
+    return finish(j, ok());
+  }
+  std::string bytes(t->begin(), t->end());
+  if (auto s = write_file_atomic(torrent_path(j->req.blob), bytes); !s)
+    spdlog::warn("{}: {}", j->name(), s.err().message);
+  if (auto s = swarm_->add(j->req.blob, bytes, store_.model_dir(j->req.repo) / "blobs", true); !s)
+    spdlog::warn("{}: seeding: {}", j->name(), s.err().message);
+  registry_.put_torrent(j->req.blob, bytes, [name = j->name(), url = registry_.base_url()](
+                                                voxd::status s) {
+    if (s)
+      spdlog::info("{}: torrent published to {}", name, url);
+    else
+      spdlog::warn("{}: {}", name, s.err().message);
+  });
+  finish(j, ok());
+}
+
+void blob_broker::on_swarm_finished(const blob_id& blob) {
+  auto j = find(blob.str());
+  if (!j || j->ph != job::phase::swarm) return;
+  j->ph = job::phase::verifying;
+  j->timer.cancel();
+  j->peer_stats = swarm_->stats(blob);
+  const auto path = swarm_dir() / blob.str();
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0)
+    return finish(j, make_error(errc::io, fmt::format("cannot read {}: {}", path.string(),
+                                                      errno_text(errno))));
+  auto hasher = std::make_shared<content_hasher>(blob.kind(), j->req.size);
+  hash_worker::job hj;
+  hj.fd = fd;
+  hj.from = 0;
+  hj.to = j->req.size;
+  hj.hasher = hasher.get();
+  hj.done = [this, j, hasher, fd](voxd::status s) {
+    ::close(fd);
+    const auto digest = s ? hasher->finish_hex() : std::string();
+    asio::post(io_, [this, j, s, digest] {
+      if (j->over || stopping_) return;
+      if (!s) return finish(j, s);
+      verified(j, digest);
+    });
+  };
+  hasher_.submit(std::move(hj));
+}
+
+void blob_broker::verified(const job_ptr& j, const std::string& digest) {
+  if (auto p = fetcher_.progress(j->req.blob)) j->from_origin += p->from_origin;
+  fetcher_.unwant(j->req.blob.str());
+  if (digest != j->req.blob.str()) {
+    // Every piece matched the torrent, so the torrent itself describes other bytes.
+    spdlog::error(
+        "{}: the swarm's content hashes to {}, not the hub's id; registry {} serves a wrong "
+        "torrent for it. Fetching from the origins instead",
+        j->name(), digest.substr(0, 12), registry_.base_url());
+    leave_swarm(j, true);
+    return start_origin(j, false);
+  }
+  leave_swarm(j, false);
+  const auto partial = swarm_dir() / j->req.blob.str();
+  if (auto s = store_.commit_blob(j->req.repo, j->req.blob, partial); !s) return finish(j, s);
+  spdlog::info("{} verified and stored", j->name());
+  if (auto s = write_file_atomic(torrent_path(j->req.blob), j->torrent); !s)
+    spdlog::warn("{}: {}", j->name(), s.err().message);
+  if (auto s =
+          swarm_->add(j->req.blob, j->torrent, store_.model_dir(j->req.repo) / "blobs", true);
+      !s)
+    spdlog::warn("{}: seeding: {}", j->name(), s.err().message);
+  finish(j, ok());
+}
+
+void blob_broker::leave_swarm(const job_ptr& j, bool delete_data) {
+  if (!swarm_) return;
+  if (!j->peer_stats) j->peer_stats = swarm_->stats(j->req.blob);
+  swarm_->remove(j->req.blob);
+  if (delete_data) {
+    std::error_code ec;
+    fs::remove(swarm_dir() / j->req.blob.str(), ec);
+  }
+}
+
+void blob_broker::finish(const job_ptr& j, const voxd::status& s) {
+  if (j->over) return;
+  j->over = true;
+  j->timer.cancel();
+  if (j->ph == job::phase::swarm) leave_swarm(j, !s);
+  if (auto p = fetcher_.progress(j->req.blob)) j->from_origin += p->from_origin;
+  fetcher_.unwant(j->req.blob.str());
+  if (j->holder) registry_.release_lease(j->req.blob, settings_.holder);
+  blob_outcome out;
+  out.from_origin = j->from_origin;
+  if (j->peer_stats) {
+    out.from_peers_lan = j->peer_stats->from_peers_lan;
+    out.from_peers_wan = j->peer_stats->from_peers_wan;
+  }
+  jobs_.erase(j->req.blob.str());
+  asio::post(io_, [this, b = j->req.blob, s, out] { done_(b, s, out); });
+}
+
+void blob_broker::seed(const blob_id& blob, const repo_id& repo, std::uint64_t size) {
+  if (!swarm_ || swarm_->has(blob)) return;
+  const auto path = torrent_path(blob);
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return;
+  const auto bytes = read_all(path);
+  auto info = validate_blob_torrent(bytes, blob);
+  if (!info || info->length != size) {
+    spdlog::warn("{}: unusable; not seeding {}", path.string(), blob.str().substr(0, 12));
+    return;
+  }
+  if (auto s = swarm_->add(blob, bytes, store_.model_dir(repo) / "blobs", true); !s)
+    spdlog::warn("seeding {}: {}", blob.str().substr(0, 12), s.err().message);
+}
+
+void blob_broker::unseed(const blob_id& blob) {
+  if (swarm_ && swarm_->seeding(blob)) swarm_->remove(blob);
+}
+
+void blob_broker::set_download_cap(std::uint64_t bps) {
+  fetcher_.set_download_cap(bps);
+}
+
+void blob_broker::shutdown() {
+  stopping_ = true;
+  for (auto& [id, j] : jobs_)
+    j->timer.cancel();
+  fetcher_.shutdown();
+}
+
+}  // namespace voxd

@@ -1,0 +1,103 @@
+#include "voxd/daemon/registry_client.hpp"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <boost/asio/post.hpp>
+
+namespace voxd {
+
+namespace asio = boost::asio;
+using json = nlohmann::json;
+
+registry_client::registry_client(asio::io_context& io, http_engine& http, std::string base_url,
+                                 std::string token, int timeout_s)
+    : io_(io),
+      http_(http),
+      base_(std::move(base_url)),
+      token_(std::move(token)),
+      timeout_s_(timeout_s) {
+  while (!base_.empty() && base_.back() == '/')
+    base_.pop_back();
+}
+
+void registry_client::call(std::string method, std::string path, std::string body,
+                           std::function<void(http_response)> done) {
+  http_request req;
+  req.method = std::move(method);
+  req.url = base_ + path;
+  req.body = std::move(body);
+  if (!token_.empty()) req.headers.push_back("Authorization: Bearer " + token_);
+  if (!req.body.empty() && req.method != "PUT")
+    req.headers.push_back("Content-Type: application/json");
+  req.max_body = 4 << 20;  // the registry's own torrent size limit
+  req.connect_timeout_s = timeout_s_;
+  req.stall_timeout_s = timeout_s_;
+  http_.submit(std::move(req), [this, done = std::move(done)](http_response r) mutable {
+    asio::post(io_, [done = std::move(done), r = std::move(r)]() mutable { done(std::move(r)); });
+  });
+}
+
+std::string registry_client::describe(const http_response& r, const std::string& what) const {
+  if (!r.transport_ok()) return fmt::format("registry {}: {}: {}", base_, what, r.curl_error);
+  auto body = r.body.substr(0, 200);
+  return fmt::format("registry {}: {}: HTTP {}{}{}", base_, what, r.status, body.empty() ? "" : ": ",
+                     body);
+}
+
+void registry_client::get_torrent(const blob_id& blob,
+                                  std::function<void(result<std::optional<std::string>>)> done) {
+  if (!enabled()) return done(make_error(errc::not_found, "no registry configured"));
+  call("GET", "/v1/blobs/" + blob.str() + "/torrent", {},
+       [this, done = std::move(done), blob](http_response r) {
+         if (r.transport_ok() && r.status == 200) return done(std::optional<std::string>(r.body));
+         if (r.transport_ok() && r.status == 404) return done(std::optional<std::string>());
+         done(make_error(errc::protocol, describe(r, "torrent of " + blob.str().substr(0, 12))));
+       });
+}
+
+void registry_client::put_torrent(const blob_id& blob, std::string bytes,
+                                  std::function<void(status)> done) {
+  if (!enabled()) return done(make_error(errc::not_found, "no registry configured"));
+  call("PUT", "/v1/blobs/" + blob.str() + "/torrent", std::move(bytes),
+       [this, done = std::move(done), blob](http_response r) {
+         if (r.transport_ok() && (r.status == 200 || r.status == 201 || r.status == 204))
+           return done(ok());
+         done(make_error(errc::protocol, describe(r, "publishing " + blob.str().substr(0, 12))));
+       });
+}
+
+void registry_client::take_lease(const blob_id& blob, const std::string& holder,
+                                 std::uint64_t bytes_done, std::uint64_t bytes_total, int ttl_s,
+                                 std::function<void(result<lease_info>)> done) {
+  if (!enabled()) return done(make_error(errc::not_found, "no registry configured"));
+  json body{{"holder", holder},
+            {"ttl", ttl_s},
+            {"bytes_done", bytes_done},
+            {"bytes_total", bytes_total}};
+  call("POST", "/v1/blobs/" + blob.str() + "/lease", body.dump(),
+       [this, done = std::move(done), blob, holder](http_response r) {
+         if (!r.transport_ok() || (r.status != 200 && r.status != 409))
+           return done(make_error(errc::protocol, describe(r, "lease on " + blob.str().substr(0, 12))));
+         const auto j = json::parse(r.body, nullptr, false);
+         if (!j.is_object() || !j.contains("holder") || !j["holder"].is_string())
+           return done(make_error(errc::protocol, describe(r, "unreadable lease answer")));
+         lease_info l;
+         l.holder = j["holder"].get<std::string>();
+         l.ours = r.status == 200 && l.holder == holder;
+         if (j.contains("bytes_done") && j["bytes_done"].is_number_unsigned())
+           l.bytes_done = j["bytes_done"].get<std::uint64_t>();
+         if (j.contains("bytes_total") && j["bytes_total"].is_number_unsigned())
+           l.bytes_total = j["bytes_total"].get<std::uint64_t>();
+         if (j.contains("expires_in") && j["expires_in"].is_number())
+           l.expires_in = j["expires_in"].get<double>();
+         done(l);
+       });
+}
+
+void registry_client::release_lease(const blob_id& blob, const std::string& holder) {
+  if (!enabled()) return;
+  call("DELETE", "/v1/blobs/" + blob.str() + "/lease", json{{"holder", holder}}.dump(),
+       [](http_response) {});
+}
+
+}  // namespace voxd
