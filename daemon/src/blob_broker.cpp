@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <fstream>
 #include <numeric>
+#include <random>
 #include <set>
 #include <sstream>
 
@@ -36,6 +37,9 @@ constexpr auto discovery_grace = std::chrono::seconds(4);
 // Peers connected but silent this long count as a stalled swarm.
 constexpr auto swarm_stall = std::chrono::seconds(10);
 constexpr auto feed_every = std::chrono::milliseconds(250);
+// A piece handed to libtorrent that is still not had after this long is wedged (see recheck()).
+constexpr auto fed_piece_timeout = std::chrono::seconds(5);
+constexpr int max_rechecks = 3;
 
 std::string read_all(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -64,8 +68,12 @@ struct blob_broker::job {
   asio::steady_timer timer;
   // Swarm phase.
   int piece_size = 0;
-  std::set<int> released;                 // pieces the feeder took from the peers' picker
+  std::set<int> claimed;                  // taken from the peers' picker, released next round
+  std::set<int> released;                 // handed to the origins
   std::map<int, std::size_t> fed_by;      // pieces handed to libtorrent -> origin
+  std::map<int, steady::time_point> fed_at;
+  int rechecks = 0;
+  int feed_offset = 0;  // where this daemon's feeder starts among equally rare pieces
   steady::time_point swarm_since{};
   steady::time_point peers_last_sent{};
   std::uint64_t last_peer_total = 0;
@@ -319,6 +327,13 @@ void blob_broker::start_swarm(const job_ptr& j, std::string torrent) {
   j->torrent = std::move(torrent);
   j->piece_size = info->piece_length;
   j->ph = job::phase::swarm;
+  {
+    std::random_device rd;
+    const auto pieces = static_cast<int>((j->req.size + static_cast<std::uint64_t>(j->piece_size) -
+                                          1) /
+                                         static_cast<std::uint64_t>(j->piece_size));
+    j->feed_offset = static_cast<int>(rd() % static_cast<unsigned>(std::max(1, pieces)));
+  }
   j->swarm_since = j->peers_last_sent = steady::now();
   if (!is_active(*j)) swarm_->set_paused(j->req.blob, true);
   auto req = j->req;
@@ -338,14 +353,39 @@ void blob_broker::feed(const job_ptr& j) {
   j->view = swarm_->view(j->req.blob);
   j->peer_stats = swarm_->stats(j->req.blob);
   const auto now = steady::now();
-  if (j->view && is_active(*j) && !j->view->finished) {
+  if (j->view && j->view->finished) swarm_->complete(j->req.blob);
+  if (j->view && is_active(*j) && !j->view->finished && !j->view->checking) {
     auto& v = *j->view;
+    for (const auto& [p, when] : j->fed_at)
+      if (!v.have[static_cast<std::size_t>(p)] && now - when > fed_piece_timeout) {
+        if (j->rechecks < max_rechecks)
+          return recheck(j, fmt::format("piece {} from the origins did not take", p));
+        spdlog::warn("{}: the swarm keeps losing pieces; fetching from the origins alone",
+                     j->name());
+        leave_swarm(j, true);
+        fetcher_.unwant(j->req.blob.str());
+        return start_origin(j, false);
+      }
     const auto peer_total = j->peer_stats ? j->peer_stats->from_peers_lan + j->peer_stats->from_peers_wan : 0;
     if (peer_total > j->last_peer_total || v.peers == 0) j->peers_last_sent = now;
     j->last_peer_total = peer_total;
     // Pieces handed back by libtorrent (had now) leave the feeder's books.
     for (auto it = j->released.begin(); it != j->released.end();)
       it = v.have[static_cast<std::size_t>(*it)] ? j->released.erase(it) : std::next(it);
+    // Pieces claimed last round go to the origins only if no peer was already sending them when
+    // the claim took effect: libtorrent 2.0.8 can lose a piece written by add_piece while a peer's
+    // copy of it is still being hashed.
+    for (int p : j->claimed) {
+      const auto i = static_cast<std::size_t>(p);
+      if (v.have[i]) continue;
+      if (v.downloading[i] && v.availability[i] > 0) {
+        swarm_->set_wanted(j->req.blob, p, true);
+        continue;
+      }
+      j->released.insert(p);
+      fetcher_.release(j->req.blob, i);
+    }
+    j->claimed.clear();
     const bool grace = now - j->swarm_since < discovery_grace;
     const bool stalled = v.peers > 0 && now - j->peers_last_sent > swarm_stall;
     const bool link_idle = settings_.policy == origin_policy::balanced && link_rate_ > 0 &&
@@ -353,23 +393,27 @@ void blob_broker::feed(const job_ptr& j) {
     const auto budget = static_cast<std::size_t>(settings_.fetch.connections_per_origin) * 2;
     std::size_t in_flight = fetcher_.in_flight(j->req.blob);
     if (!j->origins_out && !grace && in_flight < budget) {
-      // Rarest first; among equals from the end, away from where the peers' picker works.
       std::vector<int> candidates;
       for (int p = v.num_pieces - 1; p >= 0; --p) {
         const auto i = static_cast<std::size_t>(p);
-        if (v.have[i] || v.downloading[i] || j->released.count(p)) continue;
+        // A partial piece nobody connected has (its sender left or was banned) is the origins'.
+        if (v.have[i] || (v.downloading[i] && v.availability[i] > 0) || j->released.count(p))
+          continue;
         const bool nobody_has = v.availability[i] == 0;
         if (nobody_has || stalled || link_idle) candidates.push_back(p);
       }
+      // Rarest first; among equals from a point of this daemon's own, so that daemons feeding
+      // the same swarm fetch different pieces and trade them instead of fetching each twice.
       std::stable_sort(candidates.begin(), candidates.end(), [&](int a, int b) {
-        return v.availability[static_cast<std::size_t>(a)] <
-               v.availability[static_cast<std::size_t>(b)];
+        const auto ra = v.availability[static_cast<std::size_t>(a)];
+        const auto rb = v.availability[static_cast<std::size_t>(b)];
+        if (ra != rb) return ra < rb;
+        return (a + j->feed_offset) % v.num_pieces < (b + j->feed_offset) % v.num_pieces;
       });
       for (int p : candidates) {
         if (in_flight >= budget) break;
         swarm_->set_wanted(j->req.blob, p, false);
-        j->released.insert(p);
-        fetcher_.release(j->req.blob, static_cast<std::size_t>(p));
+        j->claimed.insert(p);
         ++in_flight;
       }
     }
@@ -385,11 +429,40 @@ void blob_broker::feed(const job_ptr& j) {
   });
 }
 
+// libtorrent 2.0.8 can wedge a piece: one that a banned peer half-sent is not completed by
+// add_piece, and one whose peer copy is still being hashed can be marked had without add_piece's
+// bytes reaching the disk. A full re-check rebuilds libtorrent's view from the disk; the feeder then
+// starts over on whatever is missing.
+void blob_broker::recheck(const job_ptr& j, const std::string& why) {
+  ++j->rechecks;
+  spdlog::warn("{}: {}; re-checking the pieces on disk ({} of {})", j->name(), why, j->rechecks,
+               max_rechecks);
+  for (int p : j->claimed)
+    swarm_->set_wanted(j->req.blob, p, true);
+  for (int p : j->released)
+    swarm_->set_wanted(j->req.blob, p, true);
+  j->claimed.clear();
+  j->released.clear();
+  j->fed_by.clear();
+  j->fed_at.clear();
+  if (auto p = fetcher_.progress(j->req.blob)) j->from_origin += p->from_origin;
+  fetcher_.unwant(j->req.blob.str());
+  auto req = j->req;
+  req.piece_size = 0;
+  req.feed_chunk = static_cast<std::uint64_t>(j->piece_size);
+  fetcher_.want(req, req.blob.str(), is_active(*j));
+  swarm_->recheck(j->req.blob);
+  j->timer.cancel();
+  feed(j);
+}
+
 void blob_broker::on_chunk(const blob_id& blob, std::size_t piece, std::size_t origin,
                            std::string data) {
   auto j = find(blob.str());
   if (!j || j->ph != job::phase::swarm) return;
   j->fed_by[static_cast<int>(piece)] = origin;
+  j->fed_at[static_cast<int>(piece)] = steady::now();
+
   swarm_->add_piece(blob, static_cast<int>(piece), std::vector<char>(data.begin(), data.end()));
 }
 
@@ -401,6 +474,7 @@ void blob_broker::on_piece_failed(const blob_id& blob, int piece) {
   fetcher_.report_corrupt(blob, static_cast<std::size_t>(piece), it->second,
                           fmt::format("piece {} failed its SHA-1 check", piece));
   j->fed_by.erase(it);
+  j->fed_at.erase(piece);
   j->released.erase(piece);
   swarm_->set_wanted(blob, piece, true);
 }
@@ -454,7 +528,19 @@ void blob_broker::on_swarm_finished(const blob_id& blob) {
   if (!j || j->ph != job::phase::swarm) return;
   j->ph = job::phase::verifying;
   j->timer.cancel();
+
+  // Exact accounting at the end: every piece the origins did not feed came from a peer (libtorrent's
+  // own counters lag by up to a second).
   j->peer_stats = swarm_->stats(blob);
+  std::uint64_t fed = 0;
+  const auto piece = static_cast<std::uint64_t>(j->piece_size);
+  for (const auto& [p, o] : j->fed_by)
+    fed += std::min(piece, j->req.size - static_cast<std::uint64_t>(p) * piece);
+  if (j->peer_stats) {
+    const auto from_peers = j->req.size - std::min(fed, j->req.size);
+    j->peer_stats->from_peers_wan = std::min(j->peer_stats->from_peers_wan, from_peers);
+    j->peer_stats->from_peers_lan = from_peers - j->peer_stats->from_peers_wan;
+  }
   const auto path = swarm_dir() / blob.str();
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
@@ -481,8 +567,16 @@ void blob_broker::on_swarm_finished(const blob_id& blob) {
 void blob_broker::verified(const job_ptr& j, const std::string& digest) {
   if (auto p = fetcher_.progress(j->req.blob)) j->from_origin += p->from_origin;
   fetcher_.unwant(j->req.blob.str());
+  if (digest != j->req.blob.str() && j->rechecks < max_rechecks) {
+    // Every piece matched the torrent, yet the bytes on disk do not: check every piece again and
+    // fetch the ones that fail before blaming the torrent.
+    j->ph = job::phase::swarm;
+    return recheck(j, fmt::format("the content hashes to {}, not the hub's id",
+                                  digest.substr(0, 12)));
+  }
   if (digest != j->req.blob.str()) {
-    // Every piece matched the torrent, so the torrent itself describes other bytes.
+    // Every piece matched the torrent even after a full re-check: the torrent describes other
+    // bytes.
     spdlog::error(
         "{}: the swarm's content hashes to {}, not the hub's id; registry {} serves a wrong "
         "torrent for it. Fetching from the origins instead",
@@ -505,7 +599,7 @@ void blob_broker::verified(const job_ptr& j, const std::string& digest) {
 
 void blob_broker::leave_swarm(const job_ptr& j, bool delete_data) {
   if (!swarm_) return;
-  if (!j->peer_stats) j->peer_stats = swarm_->stats(j->req.blob);
+  if (j->ph == job::phase::swarm) j->peer_stats = swarm_->stats(j->req.blob);
   swarm_->remove(j->req.blob);
   if (delete_data) {
     std::error_code ec;

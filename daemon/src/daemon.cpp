@@ -825,11 +825,13 @@ struct daemon::impl {
     constexpr auto window = std::chrono::seconds(5);
     std::uint64_t done = 0;
     bool active = false;
-    for (const auto& [k, m] : models)
-      if (m.active()) {
-        active = true;
-        done += m.last_done;
-      }
+    // Under a download cap the rate shows the cap, not the link.
+    if (download_cap.bytes_per_second == 0)
+      for (const auto& [k, m] : models)
+        if (m.active()) {
+          active = true;
+          done += m.last_done;
+        }
     if (!active) {
       link_samples.clear();
     } else {

@@ -81,6 +81,7 @@ struct swarm::impl {
   struct entry {
     lt::torrent_handle handle;
     bool seed = false;
+    bool flushing = false;  // flush_cache asked for after the download turned to seeding
     int num_pieces = 0;
     std::map<std::string, std::uint64_t> wan_seen;  // WAN peer -> its download total last seen
     std::uint64_t wan_bytes = 0;
@@ -247,10 +248,27 @@ struct swarm::impl {
       --outstanding_resume;
       return;
     }
-    if (auto* f = lt::alert_cast<lt::torrent_finished_alert>(a)) {
-      if (auto* blob = blob_of(f->handle)) {
+    if (auto* sc = lt::alert_cast<lt::state_changed_alert>(a)) {
+      // "Finished" only means every *wanted* piece is had, and the feeder's pieces are unwanted
+      // while it fetches them: the blob is whole when the torrent turns to seeding. Pieces pass
+      // their hash check before the disk thread has written them, so flush before reading.
+      if (sc->state != lt::torrent_status::seeding) return;
+      if (auto* blob = blob_of(sc->handle)) {
         auto it = torrents.find(*blob);
         if (it != torrents.end() && !it->second.seed) {
+          it->second.flushing = true;
+          sc->handle.flush_cache();
+        }
+      }
+      return;
+    }
+    if (auto* c = lt::alert_cast<lt::cache_flushed_alert>(a)) {
+      // libtorrent flushes on its own too (when a torrent becomes "finished"): only our flush,
+      // asked for once every piece was had, means the file is whole.
+      if (auto* blob = blob_of(c->handle)) {
+        auto it = torrents.find(*blob);
+        if (it != torrents.end() && !it->second.seed && it->second.flushing) {
+          it->second.flushing = false;
           const auto id = blob_id::parse(*blob);
           if (id && ev.finished) ev.finished(*id);
         }
@@ -405,6 +423,18 @@ void swarm::set_paused(const blob_id& blob, bool paused) {
     it->second.handle.resume();
 }
 
+void swarm::complete(const blob_id& blob) {
+  auto it = impl_->torrents.find(blob.str());
+  if (it == impl_->torrents.end() || it->second.seed || it->second.flushing) return;
+  it->second.flushing = true;
+  it->second.handle.flush_cache();
+}
+
+void swarm::recheck(const blob_id& blob) {
+  auto it = impl_->torrents.find(blob.str());
+  if (it != impl_->torrents.end()) it->second.handle.force_recheck();
+}
+
 std::optional<swarm_view> swarm::view(const blob_id& blob) const {
   auto it = impl_->torrents.find(blob.str());
   if (it == impl_->torrents.end()) return std::nullopt;
@@ -429,7 +459,9 @@ std::optional<swarm_view> swarm::view(const blob_id& blob) const {
     v.wanted[i] = prios[i] != lt::dont_download;
   v.peer_rate = st.download_payload_rate;
   v.peers = st.num_peers;
-  v.finished = st.is_finished;
+  v.finished = v.num_pieces > 0 && std::all_of(v.have.begin(), v.have.end(), [](bool b) { return b; });
+  v.checking = st.state == lt::torrent_status::checking_files ||
+               st.state == lt::torrent_status::checking_resume_data;
   return v;
 }
 
@@ -443,7 +475,9 @@ void swarm::set_wanted(const blob_id& blob, int piece, bool wanted) {
 void swarm::add_piece(const blob_id& blob, int piece, std::vector<char> data) {
   auto it = impl_->torrents.find(blob.str());
   if (it == impl_->torrents.end()) return;
-  it->second.handle.add_piece(lt::piece_index_t{piece}, std::move(data));
+  // Overwrite: blocks a banned peer left in this piece must not survive into it.
+  it->second.handle.add_piece(lt::piece_index_t{piece}, std::move(data),
+                              lt::torrent_handle::overwrite_existing);
 }
 
 std::optional<swarm_stats> swarm::stats(const blob_id& blob) const {
@@ -464,10 +498,14 @@ std::optional<swarm_stats> swarm::stats(const blob_id& blob) const {
     if (total > seen) e.wan_bytes += total - seen;
     seen = total;
   }
-  const auto down = static_cast<std::uint64_t>(std::max<std::int64_t>(0, st.all_time_download));
+  // all_time_* include earlier sessions (resume data) but are refreshed only now and then; the
+  // session counters are live.
+  const auto down = static_cast<std::uint64_t>(
+      std::max<std::int64_t>({0, st.all_time_download, st.total_payload_download}));
   s.from_peers_wan = std::min(e.wan_bytes, down);
   s.from_peers_lan = down - s.from_peers_wan;
-  s.uploaded = static_cast<std::uint64_t>(std::max<std::int64_t>(0, st.all_time_upload));
+  s.uploaded = static_cast<std::uint64_t>(
+      std::max<std::int64_t>({0, st.all_time_upload, st.total_payload_upload}));
   s.download_rate = st.download_payload_rate;
   s.upload_rate = st.upload_payload_rate;
   s.peers = st.num_peers;

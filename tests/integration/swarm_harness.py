@@ -158,6 +158,46 @@ class SwarmEnv(Env):
         return "\n".join(out)
 
 
+def piece_size_for(size):
+    """The daemon's piece-size rule (common/src/blob_torrent.cpp), for cross-checking its torrents."""
+    p = 256 << 10
+    while p < (8 << 20) and (size + p - 1) // p > 1024:
+        p *= 2
+    return p
+
+
+def blob_info_hash(path, name):
+    from tracker_harness import make_torrent
+    return make_torrent(path, name, None, piece_size_for(os.path.getsize(path)))
+
+
+class OpenTracker:
+    """Debian's opentracker (built with a white list, so the info-hashes are listed up front)."""
+
+    def __init__(self, workdir, ip, hashes):
+        self.dir = os.path.join(workdir, "opentracker")
+        os.makedirs(self.dir)
+        with open(os.path.join(self.dir, "whitelist"), "w") as f:
+            f.write("".join(h.hex() + "\n" for h in hashes))
+        self.ip = ip
+        self.port = 16969
+        self.proc = subprocess.Popen(["opentracker", "-i", ip, "-p", str(self.port), "-P", str(self.port),
+                                      "-d", self.dir, "-w", "whitelist"],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        import socket
+        def up():
+            try:
+                with socket.create_connection((ip, self.port), timeout=0.2):
+                    return True
+            except OSError:
+                return False
+        wait_until(up, 10, "opentracker to listen")
+
+    @property
+    def announce(self):
+        return "http://%s:%d/announce" % (self.ip, self.port)
+
+
 def swarm_files(env, size, seed=7):
     big = env.make_file("w/model.safetensors", size, seed=seed)
     cfg = env.make_text("w/config.json", '{"architecture": "voxcpm", "swarm": %d}\n' % seed)

@@ -1,13 +1,15 @@
 """Integration tests for the peers-and-CDN issue: several real daemons, a real voxd-tracker (and
 opentracker), a real nginx origin; all inside a loopback-only network namespace."""
+import json
 import os
 import subprocess
 import threading
 import time
 import unittest
 
-from swarm_harness import COMMIT, MiB, SwarmEnv, run_in_private_netns, swarm_files
-from harness import wait_until
+from swarm_harness import (COMMIT, MiB, OpenTracker, SwarmEnv, blob_info_hash, run_in_private_netns,
+                           swarm_files)
+from harness import HERE, sha256_file, wait_until
 
 run_in_private_netns()
 
@@ -54,6 +56,204 @@ class SwarmTest(unittest.TestCase):
         self.assertGreater(st["bytes_from_peers"], 0.9 * env.lfs_size())
         self.assertEqual(st["bytes_from_peers_lan"], st["bytes_from_peers"])
         self.assertGreater(a.status("org/swarm")["bytes_uploaded"], 0)
+
+        # The daemon's torrent is the deterministic one anybody can compute from the bytes.
+        _, expected = blob_info_hash(files[0][1], sha256_file(files[0][1]))
+        status, body = env.tracker.get("/v1/blobs/%s/torrent" % sha256_file(files[0][1]))
+        self.assertEqual(status, 200)
+        from tracker_harness import bdecode, bencode
+        import hashlib
+        self.assertEqual(hashlib.sha1(bencode(bdecode(body)[b"info"])).digest(), expected)
+
+    def test_three_at_once_take_one_copy_from_the_origin(self):
+        env = self.env
+        files = swarm_files(env, 64 * MiB)
+        env.start_origin(files)
+        env.start_tracker()
+        # A modest origin, so the two that find the lease taken really wait for the holder.
+        nodes = [env.node(i, extra="bandwidth:\n  download_cap: 40MB/s\n").start() for i in (1, 2, 3)]
+        procs = [(n.name, n.add("org/swarm")) for n in nodes]
+        seen_waiting = wait_until(lambda: any(n.status("org/swarm")["state"] == "waiting" for n in nodes), 30,
+                                  "a daemon waiting for the lease holder")
+        self.wait_all(procs)
+        for n in nodes:
+            n.assert_exact(self, env.repo, COMMIT, files)
+        served = env.cdn_bytes()
+        print("A, B, C at once: origin served %d bytes for %d (%.3fx)" % (
+            served, env.lfs_size(), served / env.lfs_size()))
+        self.assertTrue(seen_waiting)
+        self.assertLessEqual(served, 1.1 * env.total_size())
+        holders = [n for n in nodes if "first at this site" in n.read_log()]
+        self.assertEqual(len(holders), 1, env.dump_logs())
+
+    def test_a_peer_serving_corrupt_data_is_banned(self):
+        env = self.env
+        files = swarm_files(env, 32 * MiB)
+        env.start_origin(files)
+        env.start_tracker()
+        a = env.node(1).start()
+        a.cli("add", "org/swarm")
+        first = env.cdn_bytes()
+        a.kill()  # the only good peer leaves; the registry still knows the torrent
+        big = files[0][1]
+        blob = sha256_file(big)
+        tpath = os.path.join(env.dir, "blob.torrent")
+        _, body = env.tracker.get("/v1/blobs/%s/torrent" % blob)
+        with open(tpath, "wb") as f:
+            f.write(body)
+        work = os.path.join(env.dir, "bad")
+        os.makedirs(work)
+        with open(os.path.join(env.dir, "bad.log"), "w") as log:
+            bad = subprocess.Popen(["/usr/bin/python3", os.path.join(HERE, "bad_seeder.py"), tpath, big, work,
+                                    "127.0.1.99:16099", env.tracker.url + "/announce"], stdout=log, stderr=log)
+        env.procs.append(bad)
+        def bad_up():
+            with open(os.path.join(env.dir, "bad.log")) as f:
+                return "bad seeder up" in f.read()
+
+        wait_until(bad_up, 20, "the bad seeder")
+        time.sleep(1)  # its first announce
+        b = env.node(2).start()
+        b.cli("add", "org/swarm")
+        b.assert_exact(self, env.repo, COMMIT, files)
+        log = b.read_log()
+        self.assertIn("banned 127.0.1.99", log)
+        self.assertIn("failed its hash check", log)
+        st = b.status("org/swarm")
+        print("corrupt peer: banned; B took %d bytes from the origin, %d from peers" % (
+            st["bytes_from_origin"], st["bytes_from_peers"]))
+        self.assertLessEqual(st["bytes_from_origin"], 1.1 * env.total_size())
+
+    def test_upload_cap_holds_for_lan_peers(self):
+        env = self.env
+        files = swarm_files(env, 112 * MiB)
+        env.start_origin(files)
+        env.start_tracker()
+        a = env.node(1, extra="bandwidth:\n  link: 10MB/s\n  upload_cap: 4MB/s\n").start()
+        a.cli("add", "org/swarm")
+        b = env.node(2).start()
+        proc = b.add("org/swarm")
+
+        def uploaded():
+            return a.status("org/swarm")["bytes_uploaded"]
+
+        def edge():
+            # libtorrent refreshes its counters once a second: time a sample at a refresh.
+            u = uploaded()
+            while True:
+                time.sleep(0.05)
+                v = uploaded()
+                if v != u:
+                    return v, time.monotonic()
+
+        def measure(seconds):
+            u0, t0 = edge()
+            time.sleep(seconds - 0.5)
+            u1, t1 = edge()
+            return (u1 - u0) / (t1 - t0)
+
+        wait_until(lambda: uploaded() > 2 * MiB, 30, "the upload to start")
+        self.assertIn("127.0.1.2", a.cli("peers", "org/swarm").stdout)
+        rate = measure(10)
+        print("upload cap 4MB/s: measured %.2f MB/s over 10 s" % (rate / 1e6))
+        self.assertLessEqual(rate, 1.1 * 4e6)
+        self.assertGreater(rate, 0.5 * 4e6)
+        limits = a.cli("limit", "upload", "30%").stdout
+        self.assertIn("30%", limits)
+        time.sleep(2)
+        rate = measure(10)
+        print("upload cap 30%% of a 10MB/s link: measured %.2f MB/s over 10 s" % (rate / 1e6))
+        self.assertLessEqual(rate, 0.33 * 10e6)
+        self.assertGreater(rate, 0.5 * 3e6)
+        shown = a.cli("limit").stdout
+        self.assertIn("upload:   30% of 10.0 MB/s = 3.0 MB/s", shown)
+        a.cli("limit", "upload", "off")
+        self.wait_all([("B", proc)])
+        b.assert_exact(self, env.repo, COMMIT, files)
+        self.assertLess(env.cdn_bytes() - env.lfs_size(), 0.05 * env.total_size())
+        # The cap is kept across a restart.
+        a.cli("limit", "upload", "2MB/s")
+        a.stop()
+        a.start()
+        self.assertIn("upload:   2.0 MB/s", a.cli("limit").stdout)
+
+    def test_lease_holder_killed_mid_fetch(self):
+        env = self.env
+        files = swarm_files(env, 48 * MiB)
+        env.start_origin(files)
+        env.start_tracker()
+        slow = "bandwidth:\n  download_cap: 4MB/s\n"
+        nodes = [env.node(i, extra=slow).start() for i in (1, 2, 3)]
+        procs = {n.name: n.add("org/swarm") for n in nodes}
+
+        def holder():
+            for n in nodes:
+                lease = n.status("org/swarm").get("lease")
+                if lease and lease.get("ours"):
+                    return n
+            return None
+
+        h = wait_until(holder, 30, "a lease holder")
+        size = env.lfs_size()
+        wait_until(lambda: h.status("org/swarm")["bytes_done"] > 0.15 * size, 60, "the holder's progress")
+        others = [n for n in nodes if n is not h]
+        self.assertTrue(all(n.status("org/swarm")["state"] == "waiting" for n in others))
+        self.assertIn(h.ip, json.dumps(others[0].status("org/swarm")["lease"]))
+        h.kill()
+        procs[h.name].kill()
+        self.wait_all([(n.name, procs[n.name]) for n in others])
+        for n in others:
+            n.assert_exact(self, env.repo, COMMIT, files)
+        # The killed daemon comes back and completes too.
+        h.start()
+        h.cli("add", "org/swarm")
+        h.assert_exact(self, env.repo, COMMIT, files)
+        served = env.cdn_bytes()
+        print("lease holder killed: origin served %d bytes for %d (%.3fx); per daemon: %s" % (
+            served, size, served / size, [n.status("org/swarm")["bytes_from_origin"] for n in nodes]))
+        self.assertLess(served, 1.5 * size)
+        self.assertEqual(sum("first at this site" in n.read_log() for n in others), 1)
+
+    def test_a_seeder_killed_mid_transfer(self):
+        env = self.env
+        files = swarm_files(env, 64 * MiB)
+        env.start_origin(files)
+        env.start_tracker()
+        a = env.node(1, extra="bandwidth:\n  upload_cap: 6MB/s\n").start()
+        a.cli("add", "org/swarm")
+        first = env.cdn_bytes()
+        b, c = env.node(2).start(), env.node(3).start()
+        procs = [("B", b.add("org/swarm")), ("C", c.add("org/swarm"))]
+        size = env.lfs_size()
+        wait_until(lambda: b.status("org/swarm")["bytes_done"] > 0.3 * size, 60, "B at 30%")
+        a.kill()
+        self.wait_all(procs)
+        for n in (b, c):
+            n.assert_exact(self, env.repo, COMMIT, files)
+        later = env.cdn_bytes() - first
+        print("seeder killed mid-transfer: B and C took %d bytes from the origin (%.2fx the model): %s" % (
+            later, later / size, [n.status("org/swarm")["bytes_from_origin"] for n in (b, c)]))
+        self.assertLess(later, size)
+
+    def test_opentracker_as_the_tracker(self):
+        env = self.env
+        files = swarm_files(env, 48 * MiB)
+        env.start_origin(files)
+        env.start_tracker()  # the registry
+        _, ih = blob_info_hash(files[0][1], sha256_file(files[0][1]))
+        ot = OpenTracker(env.dir, "127.0.0.4", [ih])
+        env.procs.append(ot.proc)
+        kw = dict(tracker_url=ot.announce, registry_url=env.tracker.url)
+        a = env.node(1, **kw).start()
+        a.cli("add", "org/swarm")
+        first = env.cdn_bytes()
+        b, c = env.node(2, **kw).start(), env.node(3, **kw).start()
+        self.wait_all([("B", b.add("org/swarm")), ("C", c.add("org/swarm"))])
+        for n in (b, c):
+            n.assert_exact(self, env.repo, COMMIT, files)
+        later = env.cdn_bytes() - first
+        print("opentracker: B and C took %d bytes from the origin for %d" % (later, env.total_size()))
+        self.assertLess(later, 0.05 * env.total_size())
 
 
 if __name__ == "__main__":

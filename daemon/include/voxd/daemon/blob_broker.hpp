@@ -89,6 +89,7 @@ class blob_broker {
   void start_origin(const job_ptr& j, bool publish);
   void start_swarm(const job_ptr& j, std::string torrent);
   void feed(const job_ptr& j);
+  void recheck(const job_ptr& j, const std::string& why);
   void on_fetch_done(const blob_id& blob, const status& s, fetch_outcome out);
   void on_chunk(const blob_id& blob, std::size_t piece, std::size_t origin, std::string data);
   void verified(const job_ptr& j, const std::string& digest);

@@ -43,7 +43,8 @@ struct swarm_view {
   std::vector<bool> wanted;       // priority > dont_download
   double peer_rate = 0;           // payload bytes/s from peers
   int peers = 0;
-  bool finished = false;
+  bool finished = false;  // every piece is had
+  bool checking = false;  // hashing what is on disk; pieces cannot be added meanwhile
 };
 
 struct swarm_stats {
@@ -98,6 +99,11 @@ class swarm {
   bool has(const blob_id& blob) const;
   bool seeding(const blob_id& blob) const;
   void set_paused(const blob_id& blob, bool paused);
+  // Every piece is had (the owner saw it): flush and report `finished`. libtorrent 2.0.8 does not
+  // always turn a torrent to seeding when its last pieces arrive through add_piece.
+  void complete(const blob_id& blob);
+  // Hash-checks every piece on disk again; pieces that fail are fetched again.
+  void recheck(const blob_id& blob);
 
   std::optional<swarm_view> view(const blob_id& blob) const;
   void set_wanted(const blob_id& blob, int piece, bool wanted);
