@@ -156,10 +156,10 @@ std::string cap_text(const json& limits, const char* dir) {
 }
 
 void print_status_table(const json& st) {
-  std::cout << fmt::format(
-      "voxd-daemon {} (protocol {}), up {}, download cap {}, upload cap {}\n", str(st, "version"),
-      str(st, "protocol_version"), format_duration(dbl(st, "uptime_seconds")),
-      cap_text(st["limits"], "download"), cap_text(st["limits"], "upload"));
+  std::cout << fmt::format("voxd-daemon {} (protocol {}), up {}, download cap {}, upload cap {}\n",
+                           str(st, "version"), str(st, "protocol_version"),
+                           format_duration(dbl(st, "uptime_seconds")),
+                           cap_text(st["limits"], "download"), cap_text(st["limits"], "upload"));
   if (st.contains("peers") && st["peers"].is_object())
     std::cout << fmt::format("peers on {}  tracker {}  registry {}\n", str(st["peers"], "listen"),
                              str(st["peers"], "tracker"), str(st["peers"], "registry"));
@@ -246,14 +246,15 @@ int run(int argc, char** argv) {
   auto* path = app.add_subcommand("path", "Print a complete model's snapshot directory");
   path->add_option("MODEL", model)->required();
 
-  auto* limit = app.add_subcommand(
-      "limit",
-      "Show the rate caps and current rates, or set one (kept across restarts): "
-      "voxd limit download 20MB/s|off, voxd limit upload 30%|20MB/s|off");
+  auto* limit =
+      app.add_subcommand("limit",
+                         "Show the rate caps and current rates, or set one (kept across restarts): "
+                         "voxd limit download 20MB/s|off, voxd limit upload 30%|20MB/s|off");
   limit->add_option("DIRECTION", direction, "download or upload")
       ->check(CLI::IsMember({"download", "upload"}));
-  limit->add_option("RATE", rate, "A rate such as 20MB/s or 200Mbit, a share of the link (upload: "
-                                  "30%), or off");
+  limit->add_option("RATE", rate,
+                    "A rate such as 20MB/s or 200Mbit, a share of the link (upload: "
+                    "30%), or off");
 
   auto* peers_cmd = app.add_subcommand("peers", "List a model's connected peers");
   peers_cmd->add_option("MODEL", model)->required();
@@ -343,14 +344,14 @@ int run(int argc, char** argv) {
     }
     auto r = call("limit", params);
     if (!r) return fail(r.err());
-    std::cout << fmt::format("download: {:<28} now {}\nupload:   {:<28} now {}\nlink:     {}{}\n",
-                             cap_text(*r, "download"), format_rate(dbl(*r, "download_rate")),
-                             cap_text(*r, "upload"), format_rate(dbl(*r, "upload_rate")),
-                             str(*r, "link") == "auto"
-                                 ? fmt::format("auto (measured {})",
-                                               format_rate(dbl(*r, "link_bytes_per_second")))
-                                 : str(*r, "link"),
-                             r->value("lan_uncapped", false) ? ", LAN peers uncapped" : "");
+    std::cout << fmt::format(
+        "download: {:<28} now {}\nupload:   {:<28} now {}\nlink:     {}{}\n",
+        cap_text(*r, "download"), format_rate(dbl(*r, "download_rate")), cap_text(*r, "upload"),
+        format_rate(dbl(*r, "upload_rate")),
+        str(*r, "link") == "auto"
+            ? fmt::format("auto (measured {})", format_rate(dbl(*r, "link_bytes_per_second")))
+            : str(*r, "link"),
+        r->value("lan_uncapped", false) ? ", LAN peers uncapped" : "");
     return 0;
   }
   if (peers_cmd->parsed()) {

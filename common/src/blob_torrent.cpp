@@ -23,8 +23,8 @@ int piece_size_for(std::uint64_t blob_size) {
 
 result<std::vector<char>> build_blob_torrent(const blob_id& blob, std::uint64_t size,
                                              int piece_size, std::span<const sha1_digest> pieces) {
-  const auto expected = (size + static_cast<std::uint64_t>(piece_size) - 1) /
-                        static_cast<std::uint64_t>(piece_size);
+  const auto expected =
+      (size + static_cast<std::uint64_t>(piece_size) - 1) / static_cast<std::uint64_t>(piece_size);
   if (size == 0 || pieces.size() != expected)
     return make_error(errc::invalid_argument,
                       fmt::format("blob {}: {} piece hashes for {} bytes in {}-byte pieces",
@@ -99,8 +99,8 @@ void piece_hasher::start() {
 void piece_hasher::update(std::span<const char> data) {
   auto* ctx = static_cast<EVP_MD_CTX*>(ctx_);
   while (!data.empty() && fed_ < size_) {
-    const auto room = std::min<std::uint64_t>(static_cast<std::uint64_t>(piece_size_) - in_piece_,
-                                              size_ - fed_);
+    const auto room =
+        std::min<std::uint64_t>(static_cast<std::uint64_t>(piece_size_) - in_piece_, size_ - fed_);
     const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(room, data.size()));
     EVP_DigestUpdate(ctx, data.data(), n);
     data = data.subspan(n);

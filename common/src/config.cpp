@@ -1,7 +1,7 @@
 #include "voxd/common/config.hpp"
 
-#include <fmt/format.h>
 #include <arpa/inet.h>
+#include <fmt/format.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -324,14 +324,13 @@ const std::vector<field>& fields() {
            return std::nullopt;
          },
          [](config const& c) { return c.peer.listen; }});
-    t.push_back({"peer.lan_discovery", "boolean",
-                 "Find peers on the local network by BEP 14 multicast (LSD).",
-                 [](config& c, YAML::Node const& n, std::string const& b) {
-                   return bool_value(c.peer.lan_discovery, n, b);
-                 },
-                 [](config const& c) {
-                   return std::string(c.peer.lan_discovery ? "true" : "false");
-                 }});
+    t.push_back(
+        {"peer.lan_discovery", "boolean",
+         "Find peers on the local network by BEP 14 multicast (LSD).",
+         [](config& c, YAML::Node const& n, std::string const& b) {
+           return bool_value(c.peer.lan_discovery, n, b);
+         },
+         [](config const& c) { return std::string(c.peer.lan_discovery ? "true" : "false"); }});
     t.push_back(
         {"peer.peers", "list of ip:port", "Peers to connect to for every blob, besides discovery.",
          [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
@@ -339,8 +338,7 @@ const std::vector<field>& fields() {
            if (!n.IsSequence()) return std::string("expected a list of ip:port");
            std::vector<std::string> out;
            for (auto const& item : n) {
-             if (!item.IsScalar())
-               return fmt::format("item {}: expected ip:port", out.size() + 1);
+             if (!item.IsScalar()) return fmt::format("item {}: expected ip:port", out.size() + 1);
              if (auto s = validate_peer_endpoint(item.Scalar()); !s)
                return fmt::format("item {}: {}", out.size() + 1, s.err().message);
              out.push_back(item.Scalar());
@@ -530,8 +528,7 @@ std::string render_default_config() {
   std::string section;
   for (const auto& f : fields()) {
     const auto k = std::string(f.key);
-    const bool same_section =
-        !section.empty() && k.rfind(section + ".", 0) == 0;
+    const bool same_section = !section.empty() && k.rfind(section + ".", 0) == 0;
     // Inside a section the comments are indented so that uncommenting keeps valid YAML.
     out += same_section ? fmt::format("#\n#  # {} ({})\n#  # {}\n", f.key, f.type, f.help)
                         : fmt::format("\n# {} ({})\n# {}\n", f.key, f.type, f.help);

@@ -68,12 +68,14 @@ struct blob_broker::job {
   asio::steady_timer timer;
   // Swarm phase.
   int piece_size = 0;
-  std::set<int> claimed;                  // taken from the peers' picker, released next round
-  std::set<int> released;                 // handed to the origins
-  std::map<int, std::size_t> fed_by;      // pieces handed to libtorrent -> origin
+  std::set<int> claimed;              // taken from the peers' picker, released next round
+  std::set<int> released;             // handed to the origins
+  std::map<int, std::size_t> fed_by;  // pieces handed to libtorrent -> origin
   std::map<int, steady::time_point> fed_at;
   int rechecks = 0;
-  int feed_offset = 0;  // where this daemon's feeder starts among equally rare pieces
+  int feed_offset = 0;
+  unsigned rounds = 0;  // feeder rounds, for periodic logging  // where this daemon's feeder starts
+                        // among equally rare pieces
   steady::time_point swarm_since{};
   steady::time_point peers_last_sent{};
   std::uint64_t last_peer_total = 0;
@@ -84,7 +86,9 @@ struct blob_broker::job {
   std::uint64_t from_origin = 0;
   bool over = false;
 
-  std::string name() const { return fmt::format("{} ({})", req.path, req.blob.str().substr(0, 12)); }
+  std::string name() const {
+    return fmt::format("{} ({})", req.path, req.blob.str().substr(0, 12));
+  }
 };
 
 blob_broker::blob_broker(asio::io_context& io, http_engine& http, hash_worker& hasher, store& st,
@@ -181,8 +185,8 @@ std::optional<blob_status> blob_broker::status_of(const blob_id& blob) const {
   }
   if (j->ph == job::phase::swarm || j->ph == job::phase::verifying) {
     if (j->view) {
-      const auto had = static_cast<std::uint64_t>(
-          std::count(j->view->have.begin(), j->view->have.end(), true));
+      const auto had =
+          static_cast<std::uint64_t>(std::count(j->view->have.begin(), j->view->have.end(), true));
       s.done = std::min(j->req.size, had * static_cast<std::uint64_t>(j->piece_size));
       s.peers = j->view->peers;
     }
@@ -230,7 +234,8 @@ void blob_broker::take_lease(const job_ptr& j) {
         j->lease = *r;
         if (r->ours) {
           j->holder = true;
-          spdlog::info("{}: first at this site; fetching from the origins, then seeding", j->name());
+          spdlog::info("{}: first at this site; fetching from the origins, then seeding",
+                       j->name());
           start_origin(j, true);
           return renew_lease(j);
         }
@@ -307,11 +312,11 @@ void blob_broker::start_swarm(const job_ptr& j, std::string torrent) {
   auto info = validate_blob_torrent(torrent, j->req.blob);
   if (info && info->length != j->req.size)
     info = make_error(errc::invalid_argument,
-                      fmt::format("torrent length {} differs from the file list's {}",
-                                  info->length, j->req.size));
+                      fmt::format("torrent length {} differs from the file list's {}", info->length,
+                                  j->req.size));
   if (!info) {
-    spdlog::error("{}: registry {} serves a bad torrent ({}); fetching from the origins",
-                  j->name(), registry_.base_url(), info.err().message);
+    spdlog::error("{}: registry {} serves a bad torrent ({}); fetching from the origins", j->name(),
+                  registry_.base_url(), info.err().message);
     return start_origin(j, false);
   }
   std::error_code ec;
@@ -329,9 +334,9 @@ void blob_broker::start_swarm(const job_ptr& j, std::string torrent) {
   j->ph = job::phase::swarm;
   {
     std::random_device rd;
-    const auto pieces = static_cast<int>((j->req.size + static_cast<std::uint64_t>(j->piece_size) -
-                                          1) /
-                                         static_cast<std::uint64_t>(j->piece_size));
+    const auto pieces =
+        static_cast<int>((j->req.size + static_cast<std::uint64_t>(j->piece_size) - 1) /
+                         static_cast<std::uint64_t>(j->piece_size));
     j->feed_offset = static_cast<int>(rd() % static_cast<unsigned>(std::max(1, pieces)));
   }
   j->swarm_since = j->peers_last_sent = steady::now();
@@ -340,8 +345,8 @@ void blob_broker::start_swarm(const job_ptr& j, std::string torrent) {
   req.piece_size = 0;
   req.feed_chunk = static_cast<std::uint64_t>(j->piece_size);
   fetcher_.want(req, req.blob.str(), is_active(*j));
-  spdlog::info("{}: joining its swarm (pieces of {}), origins feeding what peers cannot",
-               j->name(), format_bytes(static_cast<std::uint64_t>(j->piece_size)));
+  spdlog::info("{}: joining its swarm (pieces of {}), origins feeding what peers cannot", j->name(),
+               format_bytes(static_cast<std::uint64_t>(j->piece_size)));
   feed(j);
 }
 
@@ -366,7 +371,8 @@ void blob_broker::feed(const job_ptr& j) {
         fetcher_.unwant(j->req.blob.str());
         return start_origin(j, false);
       }
-    const auto peer_total = j->peer_stats ? j->peer_stats->from_peers_lan + j->peer_stats->from_peers_wan : 0;
+    const auto peer_total =
+        j->peer_stats ? j->peer_stats->from_peers_lan + j->peer_stats->from_peers_wan : 0;
     if (peer_total > j->last_peer_total || v.peers == 0) j->peers_last_sent = now;
     j->last_peer_total = peer_total;
     // Pieces handed back by libtorrent (had now) leave the feeder's books.
@@ -417,6 +423,16 @@ void blob_broker::feed(const job_ptr& j) {
         ++in_flight;
       }
     }
+    if (++j->rounds % 8 == 0) {
+      const auto had = std::count(v.have.begin(), v.have.end(), true);
+      const auto nobody = std::count(v.availability.begin(), v.availability.end(), 0);
+      spdlog::debug(
+          "{}: swarm {} peers at {}/s, {} of {} pieces had, {} on no peer, {} at the "
+          "origins{}{}",
+          j->name(), v.peers, format_rate(v.peer_rate), had, v.num_pieces, nobody,
+          j->released.size() + j->claimed.size(), stalled ? ", stalled" : "",
+          grace ? ", discovering" : "");
+    }
     if (j->origins_out && (v.peers == 0 || stalled) && now - j->peers_last_sent > swarm_stall * 6)
       return finish(j, make_error(errc::download_failed,
                                   fmt::format("{}; and no peer has sent any of the missing pieces "
@@ -431,8 +447,8 @@ void blob_broker::feed(const job_ptr& j) {
 
 // libtorrent 2.0.8 can wedge a piece: one that a banned peer half-sent is not completed by
 // add_piece, and one whose peer copy is still being hashed can be marked had without add_piece's
-// bytes reaching the disk. A full re-check rebuilds libtorrent's view from the disk; the feeder then
-// starts over on whatever is missing.
+// bytes reaching the disk. A full re-check rebuilds libtorrent's view from the disk; the feeder
+// then starts over on whatever is missing.
 void blob_broker::recheck(const job_ptr& j, const std::string& why) {
   ++j->rechecks;
   spdlog::warn("{}: {}; re-checking the pieces on disk ({} of {})", j->name(), why, j->rechecks,
@@ -513,13 +529,13 @@ void blob_broker::published(const job_ptr& j, const std::vector<sha1_digest>& pi
     spdlog::warn("{}: {}", j->name(), s.err().message);
   if (auto s = swarm_->add(j->req.blob, bytes, store_.model_dir(j->req.repo) / "blobs", true); !s)
     spdlog::warn("{}: seeding: {}", j->name(), s.err().message);
-  registry_.put_torrent(j->req.blob, bytes, [name = j->name(), url = registry_.base_url()](
-                                                voxd::status s) {
-    if (s)
-      spdlog::info("{}: torrent published to {}", name, url);
-    else
-      spdlog::warn("{}: {}", name, s.err().message);
-  });
+  registry_.put_torrent(j->req.blob, bytes,
+                        [name = j->name(), url = registry_.base_url()](voxd::status s) {
+                          if (s)
+                            spdlog::info("{}: torrent published to {}", name, url);
+                          else
+                            spdlog::warn("{}: {}", name, s.err().message);
+                        });
   finish(j, ok());
 }
 
@@ -529,8 +545,8 @@ void blob_broker::on_swarm_finished(const blob_id& blob) {
   j->ph = job::phase::verifying;
   j->timer.cancel();
 
-  // Exact accounting at the end: every piece the origins did not feed came from a peer (libtorrent's
-  // own counters lag by up to a second).
+  // Exact accounting at the end: every piece the origins did not feed came from a peer
+  // (libtorrent's own counters lag by up to a second).
   j->peer_stats = swarm_->stats(blob);
   std::uint64_t fed = 0;
   const auto piece = static_cast<std::uint64_t>(j->piece_size);
@@ -571,8 +587,8 @@ void blob_broker::verified(const job_ptr& j, const std::string& digest) {
     // Every piece matched the torrent, yet the bytes on disk do not: check every piece again and
     // fetch the ones that fail before blaming the torrent.
     j->ph = job::phase::swarm;
-    return recheck(j, fmt::format("the content hashes to {}, not the hub's id",
-                                  digest.substr(0, 12)));
+    return recheck(j,
+                   fmt::format("the content hashes to {}, not the hub's id", digest.substr(0, 12)));
   }
   if (digest != j->req.blob.str()) {
     // Every piece matched the torrent even after a full re-check: the torrent describes other
@@ -590,8 +606,7 @@ void blob_broker::verified(const job_ptr& j, const std::string& digest) {
   spdlog::info("{} verified and stored", j->name());
   if (auto s = write_file_atomic(torrent_path(j->req.blob), j->torrent); !s)
     spdlog::warn("{}: {}", j->name(), s.err().message);
-  if (auto s =
-          swarm_->add(j->req.blob, j->torrent, store_.model_dir(j->req.repo) / "blobs", true);
+  if (auto s = swarm_->add(j->req.blob, j->torrent, store_.model_dir(j->req.repo) / "blobs", true);
       !s)
     spdlog::warn("{}: seeding: {}", j->name(), s.err().message);
   finish(j, ok());

@@ -435,8 +435,8 @@ void blob_fetcher::on_chunk_done(const std::string& blob, std::uint64_t gen, std
   } else if (r.status == 200 || r.status == 206) {
     const auto a = from, b = last;
     auto problem = range_problem(r, a, b, t->req.size);
-    const bool all_there = t->feed() ? r.body.size() == b - a + 1
-                                     : t->chunk_begin(ci) + c.have == b + 1;
+    const bool all_there =
+        t->feed() ? r.body.size() == b - a + 1 : t->chunk_begin(ci) + c.have == b + 1;
     if (problem.empty() && (r.body_bytes != b - a + 1 || !all_there))
       problem = fmt::format("received {} bytes for a {}-byte range", r.body_bytes, b - a + 1);
     if (!problem.empty()) {

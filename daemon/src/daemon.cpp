@@ -74,7 +74,7 @@ struct model {
   std::uint64_t from_origin_base = 0;  // origin bytes of blobs already finished
   std::uint64_t from_lan_base = 0;     // peer bytes of blobs already finished
   std::uint64_t from_wan_base = 0;
-  std::set<std::string> pending;       // blob ids not yet in this model's blobs/
+  std::set<std::string> pending;  // blob ids not yet in this model's blobs/
   // Rate estimate, for progress and ETA.
   std::uint64_t last_done = 0;
   double rate = 0;
@@ -492,16 +492,11 @@ struct daemon::impl {
 
   static std::span<const method> methods() {
     static constexpr method table[] = {
-        {"status", false, &impl::m_status},
-        {"ls", false, &impl::m_ls},
-        {"add", true, &impl::m_add},
-        {"pause", true, &impl::m_pause},
-        {"resume", true, &impl::m_resume},
-        {"rm", true, &impl::m_rm},
-        {"path", false, &impl::m_path},
-        {"limit", true, &impl::m_limit},
-        {"peers", false, &impl::m_peers},
-        {"subscribe", false, &impl::m_subscribe},
+        {"status", false, &impl::m_status}, {"ls", false, &impl::m_ls},
+        {"add", true, &impl::m_add},        {"pause", true, &impl::m_pause},
+        {"resume", true, &impl::m_resume},  {"rm", true, &impl::m_rm},
+        {"path", false, &impl::m_path},     {"limit", true, &impl::m_limit},
+        {"peers", false, &impl::m_peers},   {"subscribe", false, &impl::m_subscribe},
     };
     return table;
   }
@@ -552,26 +547,26 @@ struct daemon::impl {
       if (!m) return m.err();
       return model_json(**m);
     }
-    return json{{"version", "0.1.0"},
-                {"protocol_version", rpc::protocol_version},
-                {"pid", ::getpid()},
-                {"uptime_seconds",
-                 std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()},
-                {"hub_cache", cfg.hub_cache},
-                {"state_dir", cfg.state_dir},
-                {"max_active", cfg.max_active},
-                {"limits", limits_json()},
-                {"peers", peers ? json{{"listen", cfg.peer.listen},
-                                       {"tracker", cfg.tracker},
-                                       {"registry", registry->base_url()},
-                                       {"lan_discovery", cfg.peer.lan_discovery},
-                                       {"origin_policy", cfg.origin_policy ==
-                                                                 origin_policy::balanced
-                                                             ? "balanced"
-                                                             : "prefer-peers"}}
-                                : json(nullptr)},
-                {"origins", origins_json()},
-                {"models", models_json()}};
+    return json{
+        {"version", "0.1.0"},
+        {"protocol_version", rpc::protocol_version},
+        {"pid", ::getpid()},
+        {"uptime_seconds",
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()},
+        {"hub_cache", cfg.hub_cache},
+        {"state_dir", cfg.state_dir},
+        {"max_active", cfg.max_active},
+        {"limits", limits_json()},
+        {"peers",
+         peers ? json{{"listen", cfg.peer.listen},
+                      {"tracker", cfg.tracker},
+                      {"registry", registry->base_url()},
+                      {"lan_discovery", cfg.peer.lan_discovery},
+                      {"origin_policy",
+                       cfg.origin_policy == origin_policy::balanced ? "balanced" : "prefer-peers"}}
+               : json(nullptr)},
+        {"origins", origins_json()},
+        {"models", models_json()}};
   }
 
   result<json> m_ls(control_session&, const json&) { return json{{"models", models_json()}}; }
@@ -932,8 +927,8 @@ struct daemon::impl {
     registry = std::make_unique<registry_client>(io, *http, cfg.registry_url(), registry_token,
                                                  cfg.http_timeout);
     if (registry->enabled()) {
-      swarm_settings ss{cfg.peer.listen, cfg.peer.lan_discovery, cfg.peer.peers, cfg.tracker,
-                        cfg.lan_uncapped, cfg.state_dir};
+      swarm_settings ss{cfg.peer.listen, cfg.peer.lan_discovery, cfg.peer.peers,
+                        cfg.tracker,     cfg.lan_uncapped,       cfg.state_dir};
       swarm::events ev;
       ev.finished = [this](const blob_id& b) { fetcher->on_swarm_finished(b); };
       ev.piece_failed = [this](const blob_id& b, int piece) { fetcher->on_piece_failed(b, piece); };
@@ -949,9 +944,10 @@ struct daemon::impl {
     bs.fetch = fs;
     bs.policy = cfg.origin_policy;
     bs.holder = fmt::format("{}/{}", host, cfg.peer.listen);
-    fetcher = std::make_unique<blob_broker>(
-        io, *http, *hasher, st, *origins, *registry, peers.get(), bs,
-        [this](const blob_id& b, const status& s, const blob_outcome& o) { on_blob_done(b, s, o); });
+    fetcher =
+        std::make_unique<blob_broker>(io, *http, *hasher, st, *origins, *registry, peers.get(), bs,
+                                      [this](const blob_id& b, const status& s,
+                                             const blob_outcome& o) { on_blob_done(b, s, o); });
     control = std::make_unique<control_server>(
         io, cfg.socket,
         [this](control_session& s, const rpc::request& r) { return dispatch(s, r); });

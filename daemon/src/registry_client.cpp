@@ -1,13 +1,33 @@
 #include "voxd/daemon/registry_client.hpp"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <boost/asio/post.hpp>
+#include <nlohmann/json.hpp>
 
 namespace voxd {
 
 namespace asio = boost::asio;
 using json = nlohmann::json;
+
+result<lease_info> parse_lease_answer(long http_status, std::string_view body,
+                                      const std::string& holder) {
+  const auto excerpt = [&] { return std::string(body.substr(0, 200)); };
+  if (http_status != 200 && http_status != 409)
+    return make_error(errc::protocol, fmt::format("HTTP {}: {}", http_status, excerpt()));
+  const auto j = json::parse(body, nullptr, false);
+  if (!j.is_object() || !j.contains("holder") || !j["holder"].is_string())
+    return make_error(errc::protocol, fmt::format("unreadable lease answer: {}", excerpt()));
+  lease_info l;
+  l.holder = j["holder"].get<std::string>();
+  l.ours = http_status == 200 && l.holder == holder;
+  if (j.contains("bytes_done") && j["bytes_done"].is_number_unsigned())
+    l.bytes_done = j["bytes_done"].get<std::uint64_t>();
+  if (j.contains("bytes_total") && j["bytes_total"].is_number_unsigned())
+    l.bytes_total = j["bytes_total"].get<std::uint64_t>();
+  if (j.contains("expires_in") && j["expires_in"].is_number())
+    l.expires_in = j["expires_in"].get<double>();
+  return l;
+}
 
 registry_client::registry_client(asio::io_context& io, http_engine& http, std::string base_url,
                                  std::string token, int timeout_s)
@@ -40,8 +60,8 @@ void registry_client::call(std::string method, std::string path, std::string bod
 std::string registry_client::describe(const http_response& r, const std::string& what) const {
   if (!r.transport_ok()) return fmt::format("registry {}: {}: {}", base_, what, r.curl_error);
   auto body = r.body.substr(0, 200);
-  return fmt::format("registry {}: {}: HTTP {}{}{}", base_, what, r.status, body.empty() ? "" : ": ",
-                     body);
+  return fmt::format("registry {}: {}: HTTP {}{}{}", base_, what, r.status,
+                     body.empty() ? "" : ": ", body);
 }
 
 void registry_client::get_torrent(const blob_id& blob,
@@ -70,27 +90,19 @@ void registry_client::take_lease(const blob_id& blob, const std::string& holder,
                                  std::uint64_t bytes_done, std::uint64_t bytes_total, int ttl_s,
                                  std::function<void(result<lease_info>)> done) {
   if (!enabled()) return done(make_error(errc::not_found, "no registry configured"));
-  json body{{"holder", holder},
-            {"ttl", ttl_s},
-            {"bytes_done", bytes_done},
-            {"bytes_total", bytes_total}};
+  json body{
+      {"holder", holder}, {"ttl", ttl_s}, {"bytes_done", bytes_done}, {"bytes_total", bytes_total}};
   call("POST", "/v1/blobs/" + blob.str() + "/lease", body.dump(),
        [this, done = std::move(done), blob, holder](http_response r) {
-         if (!r.transport_ok() || (r.status != 200 && r.status != 409))
-           return done(make_error(errc::protocol, describe(r, "lease on " + blob.str().substr(0, 12))));
-         const auto j = json::parse(r.body, nullptr, false);
-         if (!j.is_object() || !j.contains("holder") || !j["holder"].is_string())
-           return done(make_error(errc::protocol, describe(r, "unreadable lease answer")));
-         lease_info l;
-         l.holder = j["holder"].get<std::string>();
-         l.ours = r.status == 200 && l.holder == holder;
-         if (j.contains("bytes_done") && j["bytes_done"].is_number_unsigned())
-           l.bytes_done = j["bytes_done"].get<std::uint64_t>();
-         if (j.contains("bytes_total") && j["bytes_total"].is_number_unsigned())
-           l.bytes_total = j["bytes_total"].get<std::uint64_t>();
-         if (j.contains("expires_in") && j["expires_in"].is_number())
-           l.expires_in = j["expires_in"].get<double>();
-         done(l);
+         if (!r.transport_ok())
+           return done(
+               make_error(errc::protocol, describe(r, "lease on " + blob.str().substr(0, 12))));
+         auto l = parse_lease_answer(r.status, r.body, holder);
+         if (!l)
+           return done(
+               make_error(errc::protocol, fmt::format("registry {}: lease on {}: {}", base_,
+                                                      blob.str().substr(0, 12), l.err().message)));
+         done(*l);
        });
 }
 

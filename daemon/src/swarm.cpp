@@ -127,6 +127,12 @@ struct swarm::impl {
     s.set_int(lt::settings_pack::active_limit, -1);
     s.set_int(lt::settings_pack::active_lsd_limit, -1);
     s.set_int(lt::settings_pack::active_tracker_limit, -1);
+    // Leechers dial seeds, seeds do not dial back: two daemons dialling each other at once end up
+    // with both connections closed as duplicates, and the leecher then waits out the reconnect
+    // delay while the feeder takes the blob from the origins.
+    s.set_bool(lt::settings_pack::seeding_outgoing_connections, false);
+    s.set_int(lt::settings_pack::min_reconnect_time, 2);
+    s.set_int(lt::settings_pack::max_failcount, 3);
     // Shutdown must stay well under systemd's stop timeout.
     s.set_int(lt::settings_pack::stop_tracker_timeout, 1);
     // Tests and small sites announce often; a fresh seed is found within seconds.
@@ -178,8 +184,8 @@ struct swarm::impl {
       for (auto* a : alerts) {
         if (auto* ok = lt::alert_cast<lt::listen_succeeded_alert>(a)) {
           if (ok->socket_type == lt::socket_type_t::tcp) listening = true;
-          spdlog::info("peers: listening on {}", ok->address.to_string() + ":" +
-                                                     std::to_string(ok->port));
+          spdlog::info("peers: listening on {}",
+                       ok->address.to_string() + ":" + std::to_string(ok->port));
         } else if (auto* bad = lt::alert_cast<lt::listen_failed_alert>(a)) {
           failures += (failures.empty() ? "" : "; ") + bad->message();
         }
@@ -277,8 +283,8 @@ struct swarm::impl {
     }
     if (auto* h = lt::alert_cast<lt::hash_failed_alert>(a)) {
       if (auto* blob = blob_of(h->handle)) {
-        spdlog::warn("peers: piece {} of {} failed its hash check", static_cast<int>(h->piece_index),
-                     blob->substr(0, 12));
+        spdlog::warn("peers: piece {} of {} failed its hash check",
+                     static_cast<int>(h->piece_index), blob->substr(0, 12));
         if (auto id = blob_id::parse(*blob); id && ev.piece_failed)
           ev.piece_failed(*id, static_cast<int>(h->piece_index));
       }
@@ -459,7 +465,8 @@ std::optional<swarm_view> swarm::view(const blob_id& blob) const {
     v.wanted[i] = prios[i] != lt::dont_download;
   v.peer_rate = st.download_payload_rate;
   v.peers = st.num_peers;
-  v.finished = v.num_pieces > 0 && std::all_of(v.have.begin(), v.have.end(), [](bool b) { return b; });
+  v.finished =
+      v.num_pieces > 0 && std::all_of(v.have.begin(), v.have.end(), [](bool b) { return b; });
   v.checking = st.state == lt::torrent_status::checking_files ||
                st.state == lt::torrent_status::checking_resume_data;
   return v;

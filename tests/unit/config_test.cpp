@@ -138,3 +138,72 @@ TEST(ConfigTest, defaultConfigFileParsesAndListsEveryKey) {
   std::vector<config_error> errors;
   EXPECT_TRUE(parse_config(text, "default", errors));
 }
+
+TEST(ConfigTest, peerKeysLoadAndDefault) {
+  std::vector<config_error> errors;
+  auto d = parse_config("", "voxd.yaml", errors);
+  ASSERT_TRUE(d);
+  EXPECT_EQ(d->upload_cap.type, rate_spec::kind::percent);
+  EXPECT_EQ(d->upload_cap.percent, 30);
+  EXPECT_EQ(d->link, 0u);  // auto
+  EXPECT_TRUE(d->registry_url().empty());
+  auto c = parse_config(R"(
+tracker: udp://tracker.lan:6969
+peer:
+  listen: 10.0.5.23:6881
+  lan_discovery: false
+  peers: [10.0.5.24:6881, "[fd00::1]:6881"]
+bandwidth:
+  link: 1Gbit
+  upload_cap: 20MB/s
+  lan_uncapped: true
+origin_policy: balanced
+)",
+                        "voxd.yaml", errors);
+  ASSERT_TRUE(c) << (errors.empty() ? "" : errors[0].format());
+  EXPECT_EQ(c->registry_url(), "http://tracker.lan:6969");
+  EXPECT_EQ(c->peer.listen, "10.0.5.23:6881");
+  EXPECT_FALSE(c->peer.lan_discovery);
+  ASSERT_EQ(c->peer.peers.size(), 2u);
+  EXPECT_EQ(c->link, 125000000u);
+  EXPECT_EQ(c->upload_cap.bytes_per_second, 20000000u);
+  EXPECT_TRUE(c->lan_uncapped);
+  EXPECT_EQ(c->origin_policy, origin_policy::balanced);
+  auto h = parse_config("tracker: http://t.lan:6969/announce\n", "voxd.yaml", errors);
+  ASSERT_TRUE(h);
+  EXPECT_EQ(h->registry_url(), "http://t.lan:6969");
+}
+
+TEST(ConfigTest, badPeerKeysAreNamed) {
+  auto errors = errors_of(R"(tracker: ftp://t.lan/announce
+peer:
+  listen: nowhere
+  peers: [tracker.lan:6881, 10.0.0.1:0]
+  lan_discovery: maybe
+bandwidth:
+  link: 30%
+  upload_cap: lots
+origin_policy: cheapest
+)");
+  ASSERT_EQ(errors.size(), 7u);
+  EXPECT_EQ(errors[0].key, "tracker");
+  EXPECT_EQ(errors[1].key, "peer.listen");
+  EXPECT_NE(errors[2].message.find("'tracker.lan' is not a numeric IP address"), std::string::npos)
+      << errors[2].message;
+  EXPECT_EQ(errors[3].key, "peer.lan_discovery");
+  EXPECT_EQ(errors[4].key, "bandwidth.link");
+  EXPECT_EQ(errors[5].key, "bandwidth.upload_cap");
+  EXPECT_NE(errors[6].message.find("prefer-peers, balanced"), std::string::npos);
+}
+
+TEST(ConfigTest, sectionHeadersAppearOnceInTheDefaultFile) {
+  const auto text = render_default_config();
+  auto count = [&](const std::string& s) {
+    std::size_t n = 0;
+    for (auto p = text.find(s); p != std::string::npos; p = text.find(s, p + 1))
+      ++n;
+    return n;
+  };
+  EXPECT_EQ(count("\n#bandwidth:\n"), 1u);
+  EXPECT_EQ(count("\n#peer:\n"), 1u);
+}

@@ -27,7 +27,7 @@ namespace voxd {
 struct broker_settings {
   fetch_settings fetch;
   voxd::origin_policy policy = voxd::origin_policy::prefer_peers;
-  std::string holder;                        // this daemon's name in leases
+  std::string holder;                         // this daemon's name in leases
   std::uint64_t swarm_min_size = 1ull << 20;  // smaller blobs come from the origins only
 };
 

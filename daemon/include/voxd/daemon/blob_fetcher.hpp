@@ -60,8 +60,8 @@ class blob_fetcher {
   // bytes its fetch took from origins.
   using done_fn = std::function<void(const blob_id&, const status&, fetch_outcome)>;
   // Feed mode: a released chunk arrived from origin `origin` (an index into the pool).
-  using chunk_fn = std::function<void(const blob_id&, std::size_t chunk, std::size_t origin,
-                                      std::string data)>;
+  using chunk_fn =
+      std::function<void(const blob_id&, std::size_t chunk, std::size_t origin, std::string data)>;
 
   blob_fetcher(boost::asio::io_context& io, http_engine& http, hash_worker& hasher, store& st,
                origin_pool& origins, fetch_settings settings, done_fn done);

@@ -22,6 +22,10 @@ struct lease_info {
   double expires_in = 0;
 };
 
+// Reads the registry's answer to a lease request (HTTP status and body) made by `holder`.
+result<lease_info> parse_lease_answer(long http_status, std::string_view body,
+                                      const std::string& holder);
+
 class registry_client {
  public:
   // base_url empty: no registry (every call fails with not_found).
@@ -37,7 +41,8 @@ class registry_client {
   void put_torrent(const blob_id& blob, std::string bytes, std::function<void(status)> done);
   // Takes or renews the lease; when another holder has it, the answer names it (ours = false).
   void take_lease(const blob_id& blob, const std::string& holder, std::uint64_t bytes_done,
-                  std::uint64_t bytes_total, int ttl_s, std::function<void(result<lease_info>)> done);
+                  std::uint64_t bytes_total, int ttl_s,
+                  std::function<void(result<lease_info>)> done);
   void release_lease(const blob_id& blob, const std::string& holder);
 
  private:

@@ -29,7 +29,7 @@ struct swarm_settings {
   std::vector<std::string> peers;  // static "ip:port"
   std::string tracker;             // announce URL, may be empty
   bool lan_uncapped = false;
-  fs::path state_dir;              // resume data and session state go to <state_dir>/swarm
+  fs::path state_dir;  // resume data and session state go to <state_dir>/swarm
 };
 
 // What the feeder needs to know about one downloading blob; taken with blocking calls into the
