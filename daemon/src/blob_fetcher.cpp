@@ -196,14 +196,6 @@ void blob_fetcher::release(const blob_id& blob, std::size_t ci) {
   pump();
 }
 
-void blob_fetcher::hold(const blob_id& blob, std::size_t ci) {
-  auto it = tasks_.find(blob.str());
-  if (it == tasks_.end() || ci >= it->second->chunks.size()) return;
-  auto& c = it->second->chunks[ci];
-  if (c.st == chunk::state::in_flight) http_.cancel(c.request);
-  if (c.st != chunk::state::done) c.st = chunk::state::held;
-}
-
 void blob_fetcher::report_corrupt(const blob_id& blob, std::size_t ci, std::size_t o,
                                   const std::string& why) {
   auto it = tasks_.find(blob.str());
@@ -387,8 +379,7 @@ void blob_fetcher::on_chunk_done(const std::string& blob, std::uint64_t gen, std
   const auto origin_url = origins_[o].cfg.url;
   const bool was_resolving = tr.resolving && tr.resolved_url.empty();
   tr.resolving = false;
-  // A chunk the owner held while it was in flight stays held, whatever came back.
-  if (c.st == chunk::state::in_flight) c.st = chunk::state::missing;
+  c.st = chunk::state::missing;
   // Bytes land in order, so what arrived for the range asked for stays valid even when the
   // transfer then broke; bytes of an answer for some other range are not credited. Feed mode
   // keeps nothing of a broken transfer: its bytes were only in memory.
@@ -397,10 +388,6 @@ void blob_fetcher::on_chunk_done(const std::string& blob, std::uint64_t gen, std
   if (!t->feed() && (r.status == 200 || r.status == 206) &&
       range_problem(r, from, last, t->req.size).empty())
     c.have = std::min(c.have + got, t->chunk_end(ci) - t->chunk_begin(ci));
-  if (c.st == chunk::state::held) {
-    pump();
-    return;
-  }
 
   if (r.curl_error == "cancelled") {
     pump();

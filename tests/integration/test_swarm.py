@@ -65,6 +65,32 @@ class SwarmTest(unittest.TestCase):
         import hashlib
         self.assertEqual(hashlib.sha1(bencode(bdecode(body)[b"info"])).digest(), expected)
 
+    def test_seeding_survives_a_restart_and_stops_with_rm(self):
+        env = self.env
+        files = swarm_files(env, 32 * MiB)
+        env.start_origin(files)
+        env.start_tracker()
+        a = env.node(1).start()
+        a.cli("add", "org/swarm")
+        a.stop()  # resume data and session state are saved
+        self.assertTrue(os.path.exists(os.path.join(a.dir, "state", "swarm", "session.dat")))
+        a.start()
+        first = env.cdn_bytes()
+        b = env.node(2).start()
+        b.cli("add", "org/swarm")
+        b.assert_exact(self, env.repo, COMMIT, files)
+        self.assertLess(env.cdn_bytes() - first, 0.05 * env.total_size())
+        # rm stops seeding and deletes the blobs: the next daemon gets only B.
+        a.cli("rm", "org/swarm")
+        blobs = os.path.join(a.hub_cache, "models--org--swarm", "blobs")
+        self.assertFalse(os.path.exists(blobs) and os.listdir(blobs))
+        b.kill()
+        c = env.node(3).start()
+        before = env.cdn_bytes()
+        c.cli("add", "org/swarm")
+        c.assert_exact(self, env.repo, COMMIT, files)
+        self.assertGreaterEqual(env.cdn_bytes() - before, env.lfs_size())  # no seed left
+
     def test_three_at_once_take_one_copy_from_the_origin(self):
         env = self.env
         files = swarm_files(env, 64 * MiB)

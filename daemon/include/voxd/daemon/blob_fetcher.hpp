@@ -73,9 +73,8 @@ class blob_fetcher {
   // Drops a model's interest; a blob nobody wants is cancelled and its partial data removed.
   void unwant(const std::string& model);
   std::optional<blob_progress> progress(const blob_id& blob) const;
-  // Feed mode: fetch this chunk now; or stop fetching it (a peer delivered it first).
+  // Feed mode: fetch this chunk now.
   void release(const blob_id& blob, std::size_t chunk);
-  void hold(const blob_id& blob, std::size_t chunk);
   // Feed mode: the chunk failed verification; it counts against the origin that sent it and
   // goes back to held.
   void report_corrupt(const blob_id& blob, std::size_t chunk, std::size_t origin,
