@@ -74,6 +74,9 @@ struct blob_broker::job {
   std::map<int, steady::time_point> fed_at;
   int rechecks = 0;
   int feed_offset = 0;
+  bool reuse_checked = false;
+  std::set<int> reused;         // pieces an earlier origin fetch left on disk
+  std::uint64_t redundant = 0;  // origin pieces that arrived after a peer's copy
   unsigned rounds = 0;  // feeder rounds, for periodic logging  // where this daemon's feeder starts
                         // among equally rare pieces
   steady::time_point swarm_since{};
@@ -191,9 +194,11 @@ std::optional<blob_status> blob_broker::status_of(const blob_id& blob) const {
       s.peers = j->view->peers;
     }
     if (j->ph == job::phase::verifying) s.done = j->req.size;
+    s.redundant = j->redundant;
     if (j->peer_stats) {
       s.from_peers_lan = j->peer_stats->from_peers_lan;
       s.from_peers_wan = j->peer_stats->from_peers_wan;
+      s.redundant += j->peer_stats->redundant;
     }
   }
   return s;
@@ -359,6 +364,10 @@ void blob_broker::feed(const job_ptr& j) {
   j->peer_stats = swarm_->stats(j->req.blob);
   const auto now = steady::now();
   if (j->view && j->view->finished) swarm_->complete(j->req.blob);
+  if (j->view && !j->view->checking && !j->reuse_checked) {
+    j->reuse_checked = true;
+    reuse_partial(j);
+  }
   if (j->view && is_active(*j) && !j->view->finished && !j->view->checking) {
     auto& v = *j->view;
     for (const auto& [p, when] : j->fed_at)
@@ -472,10 +481,52 @@ void blob_broker::recheck(const job_ptr& j, const std::string& why) {
   feed(j);
 }
 
+// Pieces an earlier fetch from the origins left in the partial file (and its journal vouches for)
+// go to the swarm instead of being fetched again: a lease holder that died and came back, or a blob
+// whose torrent appeared while it was being fetched.
+void blob_broker::reuse_partial(const job_ptr& j) {
+  const auto part = store_.partial_path(j->req.blob);
+  const auto jpath = store_.journal_path(j->req.blob);
+  std::error_code ec;
+  if (!fs::exists(part, ec) || !fs::exists(jpath, ec)) return;
+  const auto chunk = settings_.fetch.chunk_size;
+  chunk_journal journal;
+  if (!journal.open(jpath, j->req.size, chunk)) return;
+  const auto& valid = journal.valid();
+  const int fd = ::open(part.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  const auto piece = static_cast<std::uint64_t>(j->piece_size);
+  const auto covered = [&](std::uint64_t from, std::uint64_t to) {
+    for (auto k = from / chunk; k * chunk < to; ++k) {
+      const auto end = std::min(to, (k + 1) * chunk);
+      if (k >= valid.size() || k * chunk + valid[k] < end) return false;
+    }
+    return true;
+  };
+  std::uint64_t bytes = 0;
+  for (int p = 0; j->view && p < j->view->num_pieces; ++p) {
+    const auto from = static_cast<std::uint64_t>(p) * piece;
+    const auto to = std::min(j->req.size, from + piece);
+    if (j->view->have[static_cast<std::size_t>(p)] || !covered(from, to)) continue;
+    std::vector<char> data(to - from);
+    if (::pread(fd, data.data(), data.size(), static_cast<off_t>(from)) !=
+        static_cast<ssize_t>(data.size()))
+      break;
+    swarm_->add_piece(j->req.blob, p, std::move(data));
+    j->reused.insert(p);
+    bytes += to - from;
+  }
+  ::close(fd);
+  if (bytes > 0)
+    spdlog::info("{}: reusing {} an earlier fetch from the origins left on disk", j->name(),
+                 format_bytes(bytes));
+}
+
 void blob_broker::on_chunk(const blob_id& blob, std::size_t piece, std::size_t origin,
                            std::string data) {
   auto j = find(blob.str());
   if (!j || j->ph != job::phase::swarm) return;
+  if (j->view && piece < j->view->have.size() && j->view->have[piece]) j->redundant += data.size();
   j->fed_by[static_cast<int>(piece)] = origin;
   j->fed_at[static_cast<int>(piece)] = steady::now();
 
@@ -550,7 +601,10 @@ void blob_broker::on_swarm_finished(const blob_id& blob) {
   j->peer_stats = swarm_->stats(blob);
   std::uint64_t fed = 0;
   const auto piece = static_cast<std::uint64_t>(j->piece_size);
+  std::set<int> not_from_peers = j->reused;
   for (const auto& [p, o] : j->fed_by)
+    not_from_peers.insert(p);
+  for (int p : not_from_peers)
     fed += std::min(piece, j->req.size - static_cast<std::uint64_t>(p) * piece);
   if (j->peer_stats) {
     const auto from_peers = j->req.size - std::min(fed, j->req.size);
@@ -632,9 +686,11 @@ void blob_broker::finish(const job_ptr& j, const voxd::status& s) {
   if (j->holder) registry_.release_lease(j->req.blob, settings_.holder);
   blob_outcome out;
   out.from_origin = j->from_origin;
+  out.redundant = j->redundant;
   if (j->peer_stats) {
     out.from_peers_lan = j->peer_stats->from_peers_lan;
     out.from_peers_wan = j->peer_stats->from_peers_wan;
+    out.redundant += j->peer_stats->redundant;
   }
   jobs_.erase(j->req.blob.str());
   asio::post(io_, [this, b = j->req.blob, s, out] { done_(b, s, out); });

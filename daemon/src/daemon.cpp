@@ -74,6 +74,7 @@ struct model {
   std::uint64_t from_origin_base = 0;  // origin bytes of blobs already finished
   std::uint64_t from_lan_base = 0;     // peer bytes of blobs already finished
   std::uint64_t from_wan_base = 0;
+  std::uint64_t redundant_base = 0;
   std::set<std::string> pending;  // blob ids not yet in this model's blobs/
   // Rate estimate, for progress and ETA.
   std::uint64_t last_done = 0;
@@ -151,7 +152,8 @@ struct daemon::impl {
                      {"files", files},
                      {"bytes_from_origin", m.from_origin_base},
                      {"bytes_from_peers_lan", m.from_lan_base},
-                     {"bytes_from_peers_wan", m.from_wan_base}});
+                     {"bytes_from_peers_wan", m.from_wan_base},
+                     {"bytes_redundant", m.redundant_base}});
     }
     json doc{{"version", 1}, {"next_seq", next_seq}, {"models", arr}};
     if (auto s = write_file_atomic(models_file(), doc.dump(1)); !s)
@@ -220,6 +222,7 @@ struct daemon::impl {
         m.from_origin_base = j.value("bytes_from_origin", std::uint64_t{0});
         m.from_lan_base = j.value("bytes_from_peers_lan", std::uint64_t{0});
         m.from_wan_base = j.value("bytes_from_peers_wan", std::uint64_t{0});
+        m.redundant_base = j.value("bytes_redundant", std::uint64_t{0});
         // Work that was under way resumes from the queue.
         if (m.active()) m.state = model_state::queued;
         models.emplace(m.key(), std::move(m));
@@ -258,7 +261,8 @@ struct daemon::impl {
   }
 
   struct model_progress {
-    std::uint64_t total = 0, done = 0, from_origin = 0, from_lan = 0, from_wan = 0, uploaded = 0;
+    std::uint64_t total = 0, done = 0, from_origin = 0, from_lan = 0, from_wan = 0, uploaded = 0,
+                  redundant = 0;
     std::size_t files_done = 0;
     int peers = 0;
     bool waiting = false;  // every unfinished blob waits for another daemon's first fetch
@@ -271,6 +275,7 @@ struct daemon::impl {
     p.from_origin = m.from_origin_base;
     p.from_lan = m.from_lan_base;
     p.from_wan = m.from_wan_base;
+    p.redundant = m.redundant_base;
     bool any_busy = false;
     std::set<std::string> seen;
     for (const auto& f : m.files) {
@@ -293,6 +298,7 @@ struct daemon::impl {
         p.from_origin += b->from_origin;
         p.from_lan += b->from_peers_lan;
         p.from_wan += b->from_peers_wan;
+        p.redundant += b->redundant;
         p.peers += b->peers;
         if (b->phase == "waiting") {
           p.waiting = true;
@@ -332,6 +338,7 @@ struct daemon::impl {
            {"bytes_from_peers_lan", p.from_lan},
            {"bytes_from_peers_wan", p.from_wan},
            {"bytes_uploaded", p.uploaded},
+           {"bytes_redundant", p.redundant},
            {"peers", p.peers},
            {"rate", m.active() ? m.rate : 0.0},
            {"files_total", m.files.size()},
@@ -455,6 +462,7 @@ struct daemon::impl {
       m->from_origin_base += out.from_origin;
       m->from_lan_base += out.from_peers_lan;
       m->from_wan_base += out.from_peers_wan;
+      m->redundant_base += out.redundant;
       if (!s) {
         if (m->state == model_state::downloading) {
           fetcher->set_active(m->key(), false);

@@ -117,6 +117,7 @@ struct swarm::impl {
     s.set_bool(lt::settings_pack::enable_lsd, cfg.lan_discovery);
     s.set_bool(lt::settings_pack::enable_outgoing_utp, false);
     s.set_bool(lt::settings_pack::enable_incoming_utp, false);
+    // Several daemons may share an address (NAT, containers).
     s.set_bool(lt::settings_pack::allow_multiple_connections_per_ip, true);
     s.set_int(lt::settings_pack::max_queued_disk_bytes, 32 << 20);
     s.set_int(lt::settings_pack::hashing_threads,
@@ -513,6 +514,7 @@ std::optional<swarm_stats> swarm::stats(const blob_id& blob) const {
   s.from_peers_lan = down - s.from_peers_wan;
   s.uploaded = static_cast<std::uint64_t>(
       std::max<std::int64_t>({0, st.all_time_upload, st.total_payload_upload}));
+  s.redundant = static_cast<std::uint64_t>(std::max<std::int64_t>(0, st.total_redundant_bytes));
   s.download_rate = st.download_payload_rate;
   s.upload_rate = st.upload_payload_rate;
   s.peers = st.num_peers;

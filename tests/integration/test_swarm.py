@@ -111,6 +111,8 @@ class SwarmTest(unittest.TestCase):
         self.assertLessEqual(served, 1.1 * env.total_size())
         holders = [n for n in nodes if "first at this site" in n.read_log()]
         self.assertEqual(len(holders), 1, env.dump_logs())
+        # Reported, not asserted: see the issue 4 note on libtorrent's "piece_unknown" waste.
+        print("received twice: %s" % [n.status("org/swarm")["bytes_redundant"] for n in nodes])
 
     def test_a_peer_serving_corrupt_data_is_banned(self):
         env = self.env
@@ -230,10 +232,11 @@ class SwarmTest(unittest.TestCase):
         self.wait_all([(n.name, procs[n.name]) for n in others])
         for n in others:
             n.assert_exact(self, env.repo, COMMIT, files)
-        # The killed daemon comes back and completes too.
+        # The killed daemon comes back and completes too, reusing what it had fetched.
         h.start()
         h.cli("add", "org/swarm")
         h.assert_exact(self, env.repo, COMMIT, files)
+        self.assertIn("an earlier fetch from the origins left on disk", h.read_log())
         served = env.cdn_bytes()
         print("lease holder killed: origin served %d bytes for %d (%.3fx); per daemon: %s" % (
             served, size, served / size, [n.status("org/swarm")["bytes_from_origin"] for n in nodes]))
@@ -257,8 +260,9 @@ class SwarmTest(unittest.TestCase):
         for n in (b, c):
             n.assert_exact(self, env.repo, COMMIT, files)
         later = env.cdn_bytes() - first
-        print("seeder killed mid-transfer: B and C took %d bytes from the origin (%.2fx the model): %s" % (
-            later, later / size, [n.status("org/swarm")["bytes_from_origin"] for n in (b, c)]))
+        print("seeder killed mid-transfer: B and C took %d bytes from the origin (%.2fx the model): %s; "
+              "received twice: %s" % (later, later / size, [n.status("org/swarm")["bytes_from_origin"] for n in (b, c)],
+                                      [n.status("org/swarm")["bytes_redundant"] for n in (b, c)]))
         # Both fetch what neither has; near where their sweeps meet, a piece can be fetched twice.
         self.assertLess(later, 1.5 * size)
 

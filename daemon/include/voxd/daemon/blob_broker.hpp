@@ -37,6 +37,7 @@ struct blob_status {
   std::uint64_t from_origin = 0;
   std::uint64_t from_peers_lan = 0;
   std::uint64_t from_peers_wan = 0;
+  std::uint64_t redundant = 0;  // bytes received twice (peers' end game, late origin pieces)
   int peers = 0;
   std::optional<lease_info> lease;  // ours while fetching first, the holder's while waiting
 };
@@ -45,6 +46,7 @@ struct blob_outcome {
   std::uint64_t from_origin = 0;
   std::uint64_t from_peers_lan = 0;
   std::uint64_t from_peers_wan = 0;
+  std::uint64_t redundant = 0;
 };
 
 class blob_broker {
@@ -90,6 +92,7 @@ class blob_broker {
   void start_swarm(const job_ptr& j, std::string torrent);
   void feed(const job_ptr& j);
   void recheck(const job_ptr& j, const std::string& why);
+  void reuse_partial(const job_ptr& j);
   void on_fetch_done(const blob_id& blob, const status& s, fetch_outcome out);
   void on_chunk(const blob_id& blob, std::size_t piece, std::size_t origin, std::string data);
   void verified(const job_ptr& j, const std::string& digest);

@@ -51,6 +51,7 @@ struct swarm_stats {
   std::uint64_t from_peers_lan = 0;
   std::uint64_t from_peers_wan = 0;
   std::uint64_t uploaded = 0;
+  std::uint64_t redundant = 0;  // payload received more than once
   double download_rate = 0;
   double upload_rate = 0;
   int peers = 0;
