@@ -103,6 +103,11 @@ class Node:
     def status(self, model):
         return json.loads(self.cli("status", model, "--json").stdout)
 
+    def state(self, model):
+        """The model's state, or None while `voxd add` has not reached the daemon yet."""
+        r = self.cli("status", model, "--json", check=False)
+        return json.loads(r.stdout)["state"] if r.returncode == 0 else None
+
     def assert_exact(self, test, repo, commit, files):
         base = os.path.join(self.hub_cache, "models--" + repo.replace("/", "--"))
         for path, local, lfs in files:

@@ -99,7 +99,7 @@ class SwarmTest(unittest.TestCase):
         # A modest origin, so the two that find the lease taken really wait for the holder.
         nodes = [env.node(i, extra="bandwidth:\n  download_cap: 40MB/s\n").start() for i in (1, 2, 3)]
         procs = [(n.name, n.add("org/swarm")) for n in nodes]
-        seen_waiting = wait_until(lambda: any(n.status("org/swarm")["state"] == "waiting" for n in nodes), 30,
+        seen_waiting = wait_until(lambda: any(n.state("org/swarm") == "waiting" for n in nodes), 30,
                                   "a daemon waiting for the lease holder")
         self.wait_all(procs)
         for n in nodes:
@@ -216,6 +216,8 @@ class SwarmTest(unittest.TestCase):
 
         def holder():
             for n in nodes:
+                if n.state("org/swarm") is None:
+                    continue  # its `voxd add` has not arrived yet
                 lease = n.status("org/swarm").get("lease")
                 if lease and lease.get("ours"):
                     return n
@@ -254,7 +256,8 @@ class SwarmTest(unittest.TestCase):
         b, c = env.node(2).start(), env.node(3).start()
         procs = [("B", b.add("org/swarm")), ("C", c.add("org/swarm"))]
         size = env.lfs_size()
-        wait_until(lambda: b.status("org/swarm")["bytes_done"] > 0.3 * size, 60, "B at 30%")
+        wait_until(lambda: b.state("org/swarm") and b.status("org/swarm")["bytes_done"] > 0.3 * size, 60,
+                   "B at 30%")
         a.kill()
         self.wait_all(procs)
         for n in (b, c):
