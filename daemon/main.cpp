@@ -52,7 +52,7 @@ int main(int argc, char** argv) {
   spdlog::set_level(spdlog::level::from_str(cfg->log_level));
   std::signal(SIGPIPE, SIG_IGN);
   try {
-    voxd::daemon d(std::move(*cfg));
+    voxd::daemon d(std::move(*cfg), config_path);
     return d.run();
   } catch (const std::exception& e) {
     spdlog::critical("cannot start: {}", e.what());

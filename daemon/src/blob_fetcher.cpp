@@ -201,6 +201,7 @@ void blob_fetcher::report_corrupt(const blob_id& blob, std::size_t ci, std::size
   auto it = tasks_.find(blob.str());
   if (it == tasks_.end() || ci >= it->second->chunks.size() || o >= origins_.size()) return;
   auto t = it->second;
+  track_origins(*t);
   t->chunks[ci].st = chunk::state::held;
   auto& tr = t->tries[o];
   ++tr.failures;
@@ -240,10 +241,17 @@ int blob_fetcher::pick_origin(const task& t, steady::time_point now) const {
   for (std::size_t o = 0; o < origins_.size(); ++o) {
     if (t.tries[o].failures >= settings_.max_attempts || !origins_.available(o, now)) continue;
     // Earlier origins win ties; after a failure the blob moves on to a cleaner origin.
-    if (best < 0 || t.tries[o].failures < t.tries[static_cast<std::size_t>(best)].failures)
+    const auto b = static_cast<std::size_t>(best);
+    if (best < 0 || t.tries[o].failures < t.tries[b].failures ||
+        (t.tries[o].failures == t.tries[b].failures && origins_[o].rank < origins_[b].rank))
       best = static_cast<int>(o);
   }
   return best;
+}
+
+void blob_fetcher::track_origins(task& t) const {
+  // A reload may have added origins since the task began.
+  if (t.tries.size() < origins_.size()) t.tries.resize(origins_.size());
 }
 
 void blob_fetcher::pump() {
@@ -256,6 +264,7 @@ void blob_fetcher::pump() {
       for (const auto& id : order_) {
         const auto& t = tasks_[id];
         if (t->over || !is_active(*t)) continue;
+        track_origins(*t);
         const auto pick = pick_origin(*t, now);
         if (pick < 0) {
           waiting_on_backoff = true;
@@ -489,9 +498,11 @@ void blob_fetcher::hard_failure(task& t, std::size_t o, const std::string& messa
 }
 
 void blob_fetcher::check_exhausted(const std::shared_ptr<task>& t) {
-  const bool exhausted = std::all_of(t->tries.begin(), t->tries.end(), [this](const auto& tr) {
-    return tr.failures >= settings_.max_attempts;
-  });
+  track_origins(*t);
+  bool exhausted = true;
+  for (std::size_t o = 0; o < origins_.size(); ++o)
+    exhausted =
+        exhausted && (origins_[o].retired || t->tries[o].failures >= settings_.max_attempts);
   if (!exhausted) return;
   std::string tried;
   for (std::size_t o = 0; o < origins_.size(); ++o)

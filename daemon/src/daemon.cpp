@@ -97,6 +97,7 @@ std::string read_file(const std::string& path) {
 
 struct daemon::impl {
   config cfg;
+  std::string config_path;
   asio::io_context io;
   asio::signal_set signals{io, SIGTERM, SIGINT, SIGHUP};
   asio::steady_timer tick{io};
@@ -124,8 +125,9 @@ struct daemon::impl {
   bool stopping = false;
   int exit_code = 0;
 
-  explicit impl(config c)
+  impl(config c, std::string path)
       : cfg(std::move(c)),
+        config_path(std::move(path)),
         names(cfg.models),
         st(cfg.hub_cache, cfg.state_dir),
         download_cap(cfg.download_cap),
@@ -535,7 +537,7 @@ struct daemon::impl {
   json origins_json() const {
     json arr = json::array();
     const auto now = steady::now();
-    for (std::size_t i = 0; i < origins->size(); ++i) {
+    for (const auto i : origins->active()) {
       const auto& o = (*origins)[i];
       arr.push_back({{"url", o.cfg.url},
                      {"healthy", origins->available(i, now)},
@@ -877,12 +879,95 @@ struct daemon::impl {
     });
   }
 
+  // SIGHUP: re-reads the config file. Caps, the link, origins, aliases, max_active, origin_policy
+  // and the log level apply at once, without touching running transfers; keys that shape sockets
+  // and directories need a restart and are reported. A file that does not validate is refused as a
+  // whole and the running configuration stays.
+  void reload() {
+    if (config_path.empty()) {
+      spdlog::warn("SIGHUP: started without --config; nothing to reload");
+      return;
+    }
+    sd_notify(0, "RELOADING=1");
+    std::vector<config_error> errors;
+    auto next = load_config(config_path, errors);
+    if (!next) {
+      for (const auto& e : errors)
+        spdlog::error("reload: {}", e.format());
+      spdlog::error("reload refused: {} is invalid; the running configuration stays", config_path);
+      sd_notify(0, "READY=1");
+      return;
+    }
+    finalize_config(*next);
+    if (next->origins != cfg.origins)
+      if (auto s = origins->reconfigure(next->origins); !s) {
+        spdlog::error("reload refused: {}; the running configuration stays", s.err().message);
+        sd_notify(0, "READY=1");
+        return;
+      }
+    std::vector<std::string> changed, need_restart;
+    const auto note = [&](bool differs, const char* key, bool live) {
+      if (differs) (live ? changed : need_restart).push_back(key);
+    };
+    note(next->origins != cfg.origins, "origins", true);
+    note(next->models != cfg.models, "models", true);
+    note(next->max_active != cfg.max_active, "max_active", true);
+    note(next->download_cap != cfg.download_cap, "bandwidth.download_cap", true);
+    note(next->upload_cap != cfg.upload_cap, "bandwidth.upload_cap", true);
+    note(next->link != cfg.link, "bandwidth.link", true);
+    note(next->origin_policy != cfg.origin_policy, "origin_policy", true);
+    note(next->log_level != cfg.log_level, "log_level", true);
+    note(next->socket != cfg.socket, "socket", false);
+    note(next->state_dir != cfg.state_dir, "state_dir", false);
+    note(next->hub_cache != cfg.hub_cache, "hub_cache", false);
+    note(next->connections_per_origin != cfg.connections_per_origin, "connections_per_origin",
+         false);
+    note(next->chunk_size != cfg.chunk_size, "chunk_size", false);
+    note(next->max_attempts_per_origin != cfg.max_attempts_per_origin, "max_attempts_per_origin",
+         false);
+    note(next->http_timeout != cfg.http_timeout, "http_timeout", false);
+    note(next->lan_uncapped != cfg.lan_uncapped, "bandwidth.lan_uncapped", false);
+    note(next->tracker != cfg.tracker, "tracker", false);
+    note(next->registry != cfg.registry, "registry", false);
+    note(next->registry_token_file != cfg.registry_token_file, "registry_token_file", false);
+    note(next->peer != cfg.peer, "peer", false);
+    // A cap changed in the file replaces a `voxd limit` override; an unchanged one leaves it.
+    if (next->download_cap != cfg.download_cap) {
+      download_cap = next->download_cap;
+      apply_download_cap();
+    }
+    if (next->upload_cap != cfg.upload_cap) upload_cap = next->upload_cap;
+    names = catalog(next->models);
+    fetcher->set_policy(next->origin_policy);
+    spdlog::set_level(spdlog::level::from_str(next->log_level));
+    // Keys that need a restart keep their running values.
+    cfg.origins = next->origins;
+    cfg.models = next->models;
+    cfg.max_active = next->max_active;
+    cfg.download_cap = next->download_cap;
+    cfg.upload_cap = next->upload_cap;
+    cfg.link = next->link;
+    cfg.origin_policy = next->origin_policy;
+    cfg.log_level = next->log_level;
+    upload_applied = ~0ull;  // re-apply: the link may have changed
+    apply_upload_cap();
+    save_settings();
+    std::string live, later;
+    for (const auto& k : changed)
+      live += (live.empty() ? "" : ", ") + k;
+    for (const auto& k : need_restart)
+      later += (later.empty() ? "" : ", ") + k;
+    spdlog::info("reloaded {}: {}{}", config_path, live.empty() ? "nothing changed" : live,
+                 later.empty() ? "" : fmt::format("; {} changed but need a restart", later));
+    sd_notify(0, "READY=1");
+    schedule();
+  }
+
   void wait_signal() {
     signals.async_wait([this](boost::system::error_code ec, int sig) {
       if (ec) return;
       if (sig == SIGHUP) {
-        spdlog::warn(
-            "SIGHUP: live reload is not supported yet; restart the daemon to apply config changes");
+        reload();
         return wait_signal();
       }
       spdlog::info("{} received; stopping", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -986,7 +1071,8 @@ struct daemon::impl {
   }
 };
 
-daemon::daemon(config cfg) : impl_(std::make_unique<impl>(std::move(cfg))) {}
+daemon::daemon(config cfg, std::string config_path)
+    : impl_(std::make_unique<impl>(std::move(cfg), std::move(config_path))) {}
 daemon::~daemon() = default;
 int daemon::run() {
   return impl_->run();

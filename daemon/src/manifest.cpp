@@ -18,7 +18,9 @@ struct manifest_resolver::op {
   repo_id repo;
   std::string revision;
   callback cb;
-  std::size_t origin = 0;
+  std::vector<std::size_t> order;  // the origins in use when the round began, in config order
+  std::size_t turn = 0;            // position in order
+  std::size_t origin = 0;          // order[turn]
   int round = 0;
   std::vector<std::string> errors;
   bool any_transient = false;
@@ -35,6 +37,8 @@ manifest_resolver::manifest_resolver(asio::io_context& io, http_engine& http, or
 
 void manifest_resolver::resolve(const repo_id& repo, const std::string& revision, callback cb) {
   auto o = std::make_shared<op>(repo, revision, std::move(cb));
+  o->order = origins_.active();
+  o->origin = o->order.front();  // the config guarantees at least one origin
   start_origin(o);
 }
 
@@ -78,14 +82,16 @@ void manifest_resolver::origin_failed(std::shared_ptr<op> o, failure f) {
   o->files.clear();
   o->seen_paths.clear();
   o->pages = 0;
-  ++o->origin;
-  if (o->origin < origins_.size()) {
+  if (++o->turn < o->order.size()) {
+    o->origin = o->order[o->turn];
     start_origin(o);
     return;
   }
   // Every origin failed this round. Transient failures get more rounds, after a pause.
   if (o->any_transient && ++o->round < rounds_) {
-    o->origin = 0;
+    o->order = origins_.active();  // a reload may have changed them
+    o->turn = 0;
+    o->origin = o->order.front();
     o->any_transient = false;
     auto timer = std::make_shared<asio::steady_timer>(io_, std::chrono::seconds(1 << o->round));
     timer->async_wait([this, o, timer](boost::system::error_code) { start_origin(o); });

@@ -11,27 +11,65 @@
 
 namespace voxd {
 
+namespace {
+
+result<std::string> token_for(const origin_config& o) {
+  std::string token;
+  if (!o.token_file.empty()) {
+    auto t = read_token_file(o.token_file);
+    if (!t)
+      return make_error(errc::config,
+                        fmt::format("origin {}: token_file: {}", o.url, t.err().message));
+    token = std::move(*t);
+  } else if (const char* env = std::getenv("HF_TOKEN"); env && *env) {
+    token = env;
+  }
+  if (token.find_first_of("\r\n") != std::string::npos)
+    return make_error(errc::config,
+                      fmt::format("origin {}: the token contains a line break", o.url));
+  return token;
+}
+
+}  // namespace
+
 result<origin_pool> origin_pool::make(const std::vector<origin_config>& origins) {
   origin_pool pool;
-  for (const auto& o : origins) {
-    origin_state s;
-    s.cfg = o;
-    s.authority = hub::url_authority(o.url);
-    if (!o.token_file.empty()) {
-      auto t = read_token_file(o.token_file);
-      if (!t)
-        return make_error(errc::config,
-                          fmt::format("origin {}: token_file: {}", o.url, t.err().message));
-      s.token = std::move(*t);
-    } else if (const char* env = std::getenv("HF_TOKEN"); env && *env) {
-      s.token = env;
-    }
-    if (s.token.find_first_of("\r\n") != std::string::npos)
-      return make_error(errc::config,
-                        fmt::format("origin {}: the token contains a line break", o.url));
-    pool.origins_.push_back(std::move(s));
-  }
+  if (auto s = pool.reconfigure(origins); !s) return s.err();
   return pool;
+}
+
+status origin_pool::reconfigure(const std::vector<origin_config>& origins) {
+  std::vector<std::string> tokens;
+  for (const auto& o : origins) {
+    auto t = token_for(o);
+    if (!t) return t.err();
+    tokens.push_back(std::move(*t));
+  }
+  for (auto& o : origins_)
+    o.retired = true;
+  for (std::size_t i = 0; i < origins.size(); ++i) {
+    auto it = std::find_if(origins_.begin(), origins_.end(),
+                           [&](const origin_state& s) { return s.cfg.url == origins[i].url; });
+    if (it == origins_.end()) {
+      origins_.emplace_back();
+      it = std::prev(origins_.end());
+      it->authority = hub::url_authority(origins[i].url);
+    }
+    it->cfg = origins[i];
+    it->token = tokens[i];
+    it->retired = false;
+    it->rank = static_cast<int>(i);
+  }
+  return ok();
+}
+
+std::vector<std::size_t> origin_pool::active() const {
+  std::vector<std::size_t> out;
+  for (std::size_t i = 0; i < origins_.size(); ++i)
+    if (!origins_[i].retired) out.push_back(i);
+  std::sort(out.begin(), out.end(),
+            [this](std::size_t a, std::size_t b) { return origins_[a].rank < origins_[b].rank; });
+  return out;
 }
 
 void origin_pool::record_failure(std::size_t i, const std::string& message, int retry_after_s) {

@@ -351,6 +351,46 @@ class CoreTest(VoxdTest):
         self.assertGreater(elapsed, total / (4e6 * 1.5), "%.1f MB in %.2f s" % (total / 1e6, elapsed))
         self.assert_exact("openbmb/VoxCPM1.5", COMMIT, files)
 
+    def test_sighup_reloads_caps_and_origins_and_refuses_a_bad_file(self):
+        env = self.env
+        files = model_world(env, big_size=32 * MiB)
+        repos = self.start(repos={"openbmb/VoxCPM1.5": {"refs": {"main": COMMIT}, "commits": {COMMIT: files}}},
+                           extra_config="bandwidth:\n  download_cap: 4MB/s\n  upload_cap: 30%\n")
+        hub2 = env.start_hub(env.world(repos), name="hub2")
+        env.cli("add", "voxcpm-1.5", "--detach")
+        wait_until(lambda: env.status("voxcpm-1.5")["bytes_done"] > 2 * MiB, 30, "some progress")
+        conf = os.path.join(env.dir, "voxd.yaml")
+        with open(conf) as f:
+            text = f.read()
+        text = text.replace("upload_cap: 30%", "upload_cap: 20MB/s").replace("download_cap: 4MB/s", "download_cap: 3MB/s")
+        text = text.replace("origins:\n  - url: %s\n" % self.hub, "origins:\n  - url: %s\n  - url: %s\n" % (self.hub, hub2))
+        with open(conf, "w") as f:
+            f.write(text)
+        env.daemon.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reloaded" in env.daemon_log(), 10, "the reload")
+        limits = env.cli("limit").stdout
+        self.assertIn("upload:   20.0 MB/s", limits)
+        self.assertIn("download: 3.0 MB/s", limits)
+        st = json.loads(env.cli("status", "--json").stdout)
+        self.assertEqual([o["url"] for o in st["origins"]], [self.hub, hub2])
+        # The transfer kept going through the reload.
+        m = st["models"][0]
+        self.assertEqual(m["state"], "downloading")
+        before = m["bytes_done"]
+        wait_until(lambda: env.status("voxcpm-1.5")["bytes_done"] > before, 10, "more progress")
+        self.assertRegex(env.daemon_log(), r"reloaded .*origins.*bandwidth.download_cap.*bandwidth.upload_cap")
+        # A file that does not validate is refused and logged; the running values stay.
+        with open(conf, "w") as f:
+            f.write(text + "max_active: lots\n")
+        env.daemon.send_signal(signal.SIGHUP)
+        wait_until(lambda: "reload refused" in env.daemon_log(), 10, "the refusal")
+        self.assertIn("voxd.yaml:", env.daemon_log())
+        self.assertIn("max_active: 'lots' is not an integer", env.daemon_log())
+        self.assertIn("upload:   20.0 MB/s", env.cli("limit").stdout)
+        env.cli("limit", "download", "off")
+        env.cli("add", "voxcpm-1.5")
+        self.assert_exact("openbmb/VoxCPM1.5", COMMIT, files)
+
     def test_pause_resume_rm_limit(self):
         env = self.env
         files = model_world(env, big_size=16 * MiB)

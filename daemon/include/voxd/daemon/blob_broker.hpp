@@ -75,6 +75,7 @@ class blob_broker {
   void set_download_cap(std::uint64_t bytes_per_second);
   // The link's rate, for origin_policy balanced.
   void set_link_rate(double bytes_per_second) { link_rate_ = bytes_per_second; }
+  void set_policy(voxd::origin_policy p) { settings_.policy = p; }
   void shutdown();
 
  private:

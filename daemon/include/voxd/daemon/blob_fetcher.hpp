@@ -103,6 +103,7 @@ class blob_fetcher {
   void finish(const std::shared_ptr<task>& t, const status& s);
   void sync_journal(task& t);
   int pick_origin(const task& t, steady::time_point now) const;
+  void track_origins(task& t) const;
   bool is_active(const task& t) const;
   void arm_timer();
 

@@ -11,7 +11,8 @@ namespace voxd {
 
 class daemon {
  public:
-  explicit daemon(config cfg);
+  // config_path: the file SIGHUP re-reads; empty = built-in defaults, nothing to reload.
+  explicit daemon(config cfg, std::string config_path = {});
   ~daemon();
   daemon(const daemon&) = delete;
   daemon& operator=(const daemon&) = delete;

@@ -26,6 +26,8 @@ struct origin_state {
       std::make_shared<std::atomic<std::uint64_t>>(0);
   std::uint64_t failures_total = 0;
   std::uint64_t corrupt_total = 0;
+  bool retired = false;  // removed from the config by a reload; kept so indices stay stable
+  int rank = 0;          // position in the configured order (preference among equals)
 };
 
 class origin_pool {
@@ -38,8 +40,13 @@ class origin_pool {
   const origin_state& operator[](std::size_t i) const { return origins_[i]; }
 
   bool available(std::size_t i, steady::time_point now) const {
-    return now >= origins_[i].backoff_until;
+    return !origins_[i].retired && now >= origins_[i].backoff_until;
   }
+  // A reload's origin list: known URLs keep their index and health (tokens are re-read), new ones
+  // are appended, missing ones retired. Nothing changes when a token file cannot be read.
+  status reconfigure(const std::vector<origin_config>& origins);
+  // Origins in use, in configured order.
+  std::vector<std::size_t> active() const;
   // Starts or extends a back-off (1 s doubling to 60 s, or the server's Retry-After).
   void record_failure(std::size_t i, const std::string& message, int retry_after_s = 0);
   void record_success(std::size_t i);

@@ -1,0 +1,36 @@
+#include "voxd/daemon/origins.hpp"
+
+#include <gtest/gtest.h>
+
+namespace voxd {
+namespace {
+
+TEST(OriginPool, ReconfigureKeepsIndicesAndRetiresRemovedOrigins) {
+  auto pool = origin_pool::make({{"https://a.example", ""}, {"https://b.example", ""}});
+  ASSERT_TRUE(pool);
+  pool->record_failure(1, "HTTP 503");
+  ASSERT_TRUE(pool->reconfigure({{"https://b.example", ""}, {"https://c.example", ""}}));
+  ASSERT_EQ(pool->size(), 3u);
+  EXPECT_TRUE((*pool)[0].retired);
+  EXPECT_FALSE(pool->available(0, steady::now()));
+  EXPECT_EQ((*pool)[1].cfg.url, "https://b.example");
+  EXPECT_EQ((*pool)[1].failures_total, 1u);  // health survives the reload
+  EXPECT_EQ((*pool)[2].cfg.url, "https://c.example");
+  EXPECT_EQ(pool->active(), (std::vector<std::size_t>{1, 2}));
+  // Order follows the new config.
+  ASSERT_TRUE(pool->reconfigure({{"https://c.example", ""}, {"https://a.example", ""}}));
+  EXPECT_EQ(pool->active(), (std::vector<std::size_t>{2, 0}));
+}
+
+TEST(OriginPool, UnreadableTokenLeavesThePoolUnchanged) {
+  auto pool = origin_pool::make({{"https://a.example", ""}});
+  ASSERT_TRUE(pool);
+  auto s = pool->reconfigure({{"https://b.example", "/nonexistent/voxd-token"}});
+  ASSERT_FALSE(s);
+  EXPECT_NE(s.err().message.find("/nonexistent/voxd-token"), std::string::npos);
+  EXPECT_EQ(pool->size(), 1u);
+  EXPECT_EQ(pool->active(), (std::vector<std::size_t>{0}));
+}
+
+}  // namespace
+}  // namespace voxd
