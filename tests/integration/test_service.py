@@ -5,7 +5,7 @@ import subprocess
 import time
 import unittest
 
-from harness import CLI, Env, VoxdTest, free_port, wait_until
+from harness import CLI, HERE, Env, VoxdTest, free_port, wait_until
 from test_core import COMMIT, model_world
 
 
@@ -68,6 +68,27 @@ class ServiceTest(VoxdTest):
         self.assertEqual(r.returncode, 6, r.stderr)
         self.assertIn("https://127.0.0.4:%d" % port, r.stderr)
         self.assertRegex(r.stderr.lower(), r"certificate|ssl")
+
+    def test_bash_completion_offers_commands_and_the_daemons_models(self):
+        env = self.env
+        env.start_nginx()
+        hub = env.start_hub(self.world())
+        env.start_daemon(env.write_config([hub], "chunk_size: 1MiB\n"))
+        env.cli("add", "voxcpm-1.5")
+        script = os.path.join(os.path.dirname(os.path.dirname(HERE)), "packaging", "voxd.bash-completion")
+
+        def complete(words):
+            cmd = ('source "%s"; COMP_WORDS=(%s); COMP_CWORD=%d; _voxd; printf "%%s\\n" "${COMPREPLY[@]}"'
+                   % (script, " ".join('"%s"' % w for w in words), len(words) - 1))
+            env_ = dict(os.environ, VOXD_SOCKET=env.socket, PATH=os.path.dirname(CLI) + ":" + os.environ["PATH"])
+            r = subprocess.run(["bash", "-c", cmd], capture_output=True, text=True, env=env_, timeout=20)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            return r.stdout.split()
+
+        self.assertEqual(complete(["voxd", "p"]), ["pause", "path", "peers"])
+        self.assertEqual(complete(["voxd", "limit", ""]), ["download", "upload"])
+        self.assertEqual(set(complete(["voxd", "status", ""])), {"openbmb/VoxCPM1.5@main", "voxcpm-1.5"})
+        self.assertIn("--detach", complete(["voxd", "add", "--d"]))
 
     def test_progress_bar_on_a_terminal(self):
         env = self.env
