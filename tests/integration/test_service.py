@@ -89,6 +89,9 @@ class ServiceTest(VoxdTest):
         self.assertEqual(complete(["voxd", "limit", ""]), ["download", "upload"])
         self.assertEqual(set(complete(["voxd", "status", ""])), {"openbmb/VoxCPM1.5@main", "voxcpm-1.5"})
         self.assertIn("--detach", complete(["voxd", "add", "--d"]))
+        # An explicit --socket is what completion asks.
+        other = complete(["voxd", "--socket", "/nonexistent/voxd.sock", "rm", ""])
+        self.assertEqual(other, [])
 
     def test_progress_bar_on_a_terminal(self):
         env = self.env
