@@ -21,7 +21,20 @@ int main(int argc, char** argv) {
                "Print a commented configuration with every default");
   app.add_flag("--print-config-reference", print_reference,
                "Print the configuration reference (Markdown)");
+  std::string man_page;
+  app.add_option("--print-man", man_page, "Print a man page: voxd-daemon.8 or voxd.yaml.5");
   CLI11_PARSE(app, argc, argv);
+
+  if (!man_page.empty()) {
+    const auto text = voxd::render_man_page(man_page);
+    if (text.empty()) {
+      std::cerr << "voxd-daemon: no man page '" << man_page
+                << "' (known: voxd-daemon.8, voxd.yaml.5)\n";
+      return static_cast<int>(voxd::errc::usage);
+    }
+    std::cout << text;
+    return 0;
+  }
 
   if (print_default) {
     std::cout << voxd::render_default_config();

@@ -97,6 +97,8 @@ void finalize_config(config& c);
 
 std::string render_default_config();    // commented YAML listing every key with its default
 std::string render_config_reference();  // Markdown table for docs/configuration.md
+// Man pages generated from the same table: "voxd.yaml.5" or "voxd-daemon.8"; empty if unknown.
+std::string render_man_page(std::string_view page);
 
 // "http" or "https" URL with a host, no credentials, query or fragment.
 status validate_origin_url(std::string_view url);
