@@ -59,14 +59,20 @@ status write_file_atomic(const fs::path& path, std::string_view content) {
   return fsync_dir(path.parent_path());
 }
 
-result<std::string> read_token_file(const fs::path& path) {
+result<std::string> read_file(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in)
-    return make_error(errc::config,
+    return make_error(errc::io,
                       fmt::format("cannot read {}: {}", path.string(), errno_text(errno)));
   std::stringstream ss;
   ss << in.rdbuf();
-  auto t = ss.str();
+  return ss.str();
+}
+
+result<std::string> read_token_file(const fs::path& path) {
+  auto content = read_file(path);
+  if (!content) return make_error(errc::config, content.err().message);
+  auto t = std::move(*content);
   while (!t.empty() && (t.back() == '\n' || t.back() == '\r' || t.back() == ' '))
     t.pop_back();
   return t;

@@ -8,11 +8,8 @@
 #include <boost/asio/steady_timer.hpp>
 
 #include <algorithm>
-#include <fstream>
-#include <numeric>
 #include <random>
 #include <set>
-#include <sstream>
 
 #include "voxd/common/blob_torrent.hpp"
 #include "voxd/common/files.hpp"
@@ -40,13 +37,6 @@ constexpr auto feed_every = std::chrono::milliseconds(250);
 // A piece handed to libtorrent that is still not had after this long is wedged (see recheck()).
 constexpr auto fed_piece_timeout = std::chrono::seconds(5);
 constexpr int max_rechecks = 3;
-
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 }  // namespace
 
@@ -701,7 +691,7 @@ void blob_broker::seed(const blob_id& blob, const repo_id& repo, std::uint64_t s
   const auto path = torrent_path(blob);
   std::error_code ec;
   if (!fs::exists(path, ec)) return;
-  const auto bytes = read_all(path);
+  const auto bytes = read_file(path).value_or("");
   auto info = validate_blob_torrent(bytes, blob);
   if (!info || info->length != size) {
     spdlog::warn("{}: unusable; not seeding {}", path.string(), blob.str().substr(0, 12));

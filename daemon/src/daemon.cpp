@@ -10,12 +10,11 @@
 
 #include <chrono>
 #include <deque>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <set>
-#include <sstream>
 
+#include "voxd/common/files.hpp"
 #include "voxd/common/protocol.hpp"
 #include "voxd/common/units.hpp"
 #include "voxd/daemon/blob_broker.hpp"
@@ -85,13 +84,6 @@ struct model {
     return state == model_state::resolving || state == model_state::downloading;
   }
 };
-
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 }  // namespace
 
@@ -174,7 +166,7 @@ struct daemon::impl {
   // A damaged state file is reported and set aside, never silently replaced.
   status load() {
     if (std::filesystem::exists(settings_file())) {
-      const json doc = json::parse(read_file(settings_file()), nullptr, false);
+      const json doc = json::parse(read_file(settings_file()).value_or(""), nullptr, false);
       if (doc.is_object() && doc.contains("download_cap") && doc["download_cap"].is_string()) {
         if (auto r = parse_rate(doc["download_cap"].get<std::string>(), false)) download_cap = *r;
         if (doc.contains("upload_cap") && doc["upload_cap"].is_string())
@@ -186,7 +178,7 @@ struct daemon::impl {
       }
     }
     if (!std::filesystem::exists(models_file())) return ok();
-    const json doc = json::parse(read_file(models_file()), nullptr, false);
+    const json doc = json::parse(read_file(models_file()).value_or(""), nullptr, false);
     const auto quarantine = [this](const std::string& why) {
       auto const aside = models_file() + ".damaged";
       std::filesystem::rename(models_file(), aside);

@@ -17,9 +17,7 @@
 #include <libtorrent/write_resume_data.hpp>
 
 #include <chrono>
-#include <fstream>
 #include <map>
-#include <sstream>
 #include <thread>
 
 #include "voxd/common/files.hpp"
@@ -29,15 +27,6 @@ namespace voxd {
 namespace asio = boost::asio;
 
 namespace {
-
-std::optional<std::vector<char>> slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  if (!in) return std::nullopt;
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  const auto s = ss.str();
-  return std::vector<char>(s.begin(), s.end());
-}
 
 // "ip:port" / "[ip]:port", already validated by the config.
 std::optional<lt::tcp::endpoint> parse_endpoint(const std::string& text) {
@@ -152,7 +141,7 @@ struct swarm::impl {
       return make_error(errc::io,
                         fmt::format("cannot create {}: {}", dir().string(), fec.message()));
     lt::session_params params;
-    if (auto buf = slurp(session_path())) {
+    if (auto buf = read_file(session_path())) {
       lt::error_code ec;
       const auto node = lt::bdecode(*buf, ec);
       if (ec)
@@ -320,7 +309,7 @@ struct swarm::impl {
       return make_error(errc::protocol,
                         fmt::format("torrent of {}: {}", blob.str().substr(0, 12), ec.message()));
     lt::add_torrent_params atp;
-    if (auto buf = slurp(resume_path(blob.str()))) {
+    if (auto buf = read_file(resume_path(blob.str()))) {
       lt::error_code rec;
       auto r = lt::read_resume_data(*buf, rec);
       if (!rec && r.info_hashes == ti->info_hashes()) atp = std::move(r);

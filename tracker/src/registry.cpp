@@ -4,8 +4,6 @@
 #include <spdlog/spdlog.h>
 
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include "voxd/common/blob_torrent.hpp"
 #include "voxd/common/files.hpp"
@@ -39,10 +37,7 @@ result<std::size_t> registry::load() {
     const auto name = e.path().filename().string();
     if (e.path().extension() != ".torrent") continue;  // temp files of an interrupted write
     auto blob = blob_id::parse(e.path().stem().string());
-    std::ifstream in(e.path(), std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    const auto bytes = ss.str();
+    const auto bytes = read_file(e.path()).value_or("");
     if (!blob) {
       spdlog::error("registry: skipping {}: the name is not a blob id", e.path().string());
       continue;

@@ -47,6 +47,7 @@ class [[nodiscard]] result {
   T const& operator*() const& { return value(); }
   T* operator->() { return &value(); }
   T const* operator->() const { return &value(); }
+  T value_or(T fallback) const& { return has_value() ? value() : std::move(fallback); }
   const error& err() const { return std::get<1>(v_); }
 
  private:
