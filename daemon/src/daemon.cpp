@@ -275,8 +275,10 @@ struct daemon::impl {
     for (const auto& f : m.files) {
       p.total += f.size;
       auto blob = blob_id::parse(f.blob);
-      if (blob && peers && seen.insert(f.blob).second)
-        if (auto s = peers->stats(*blob); s && s->seeding) {
+      // Only seeds' counters belong here (a download's are in its blob status); checking first
+      // spares a blocking call into the session for every downloading blob on every tick.
+      if (blob && peers && seen.insert(f.blob).second && peers->seeding(*blob))
+        if (auto s = peers->stats(*blob)) {
           p.uploaded += s->uploaded;
           p.peers += s->peers;
         }
