@@ -303,6 +303,21 @@ void blob_broker::start_origin(const job_ptr& j, bool publish) {
   fetcher_.want(req, req.blob.str(), is_active(*j));
 }
 
+// The origins' side of a swarm fetch: piece-sized chunks, fetched only when the feeder releases
+// them.
+void blob_broker::start_feed(const job_ptr& j) {
+  auto req = j->req;
+  req.piece_size = 0;
+  req.feed_chunk = static_cast<std::uint64_t>(j->piece_size);
+  fetcher_.want(req, req.blob.str(), is_active(*j));
+}
+
+// Ends the fetcher's task for the blob, keeping the count of what the origins sent.
+void blob_broker::stop_fetch(const job_ptr& j) {
+  if (auto p = fetcher_.progress(j->req.blob)) j->from_origin += p->from_origin;
+  fetcher_.unwant(j->req.blob.str());
+}
+
 void blob_broker::start_swarm(const job_ptr& j, std::string torrent) {
   auto info = validate_blob_torrent(torrent, j->req.blob);
   if (info && info->length != j->req.size)
@@ -336,10 +351,7 @@ void blob_broker::start_swarm(const job_ptr& j, std::string torrent) {
   }
   j->swarm_since = j->peers_last_sent = steady::now();
   if (!is_active(*j)) swarm_->set_paused(j->req.blob, true);
-  auto req = j->req;
-  req.piece_size = 0;
-  req.feed_chunk = static_cast<std::uint64_t>(j->piece_size);
-  fetcher_.want(req, req.blob.str(), is_active(*j));
+  start_feed(j);
   spdlog::info("{}: joining its swarm (pieces of {}), origins feeding what peers cannot", j->name(),
                format_bytes(static_cast<std::uint64_t>(j->piece_size)));
   feed(j);
@@ -367,7 +379,7 @@ void blob_broker::feed(const job_ptr& j) {
         spdlog::warn("{}: the swarm keeps losing pieces; fetching from the origins alone",
                      j->name());
         leave_swarm(j, true);
-        fetcher_.unwant(j->req.blob.str());
+        stop_fetch(j);
         return start_origin(j, false);
       }
     const auto peer_total =
@@ -460,12 +472,8 @@ void blob_broker::recheck(const job_ptr& j, const std::string& why) {
   j->released.clear();
   j->fed_by.clear();
   j->fed_at.clear();
-  if (auto p = fetcher_.progress(j->req.blob)) j->from_origin += p->from_origin;
-  fetcher_.unwant(j->req.blob.str());
-  auto req = j->req;
-  req.piece_size = 0;
-  req.feed_chunk = static_cast<std::uint64_t>(j->piece_size);
-  fetcher_.want(req, req.blob.str(), is_active(*j));
+  stop_fetch(j);
+  start_feed(j);
   swarm_->recheck(j->req.blob);
   j->timer.cancel();
   feed(j);
@@ -625,8 +633,7 @@ void blob_broker::on_swarm_finished(const blob_id& blob) {
 }
 
 void blob_broker::verified(const job_ptr& j, const std::string& digest) {
-  if (auto p = fetcher_.progress(j->req.blob)) j->from_origin += p->from_origin;
-  fetcher_.unwant(j->req.blob.str());
+  stop_fetch(j);
   if (digest != j->req.blob.str() && j->rechecks < max_rechecks) {
     // Every piece matched the torrent, yet the bytes on disk do not: check every piece again and
     // fetch the ones that fail before blaming the torrent.
@@ -671,8 +678,7 @@ void blob_broker::finish(const job_ptr& j, const voxd::status& s) {
   j->over = true;
   j->timer.cancel();
   if (j->ph == job::phase::swarm) leave_swarm(j, !s);
-  if (auto p = fetcher_.progress(j->req.blob)) j->from_origin += p->from_origin;
-  fetcher_.unwant(j->req.blob.str());
+  stop_fetch(j);
   if (j->holder) registry_.release_lease(j->req.blob, settings_.holder);
   blob_outcome out;
   out.from_origin = j->from_origin;

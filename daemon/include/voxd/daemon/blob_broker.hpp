@@ -91,6 +91,8 @@ class blob_broker {
   void renew_lease(const job_ptr& j);
   void start_origin(const job_ptr& j, bool publish);
   void start_swarm(const job_ptr& j, std::string torrent);
+  void start_feed(const job_ptr& j);
+  void stop_fetch(const job_ptr& j);
   void feed(const job_ptr& j);
   void recheck(const job_ptr& j, const std::string& why);
   void reuse_partial(const job_ptr& j);
