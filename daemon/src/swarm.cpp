@@ -40,12 +40,12 @@ std::optional<lt::tcp::endpoint> parse_endpoint(const std::string& text) {
   return lt::tcp::endpoint(addr, static_cast<unsigned short>(std::stoi(text.substr(colon + 1))));
 }
 
-std::string source_name(lt::peer_source_flags_t s, bool incoming) {
+std::string source_name(lt::peer_source_flags_t s) {
   if (s & lt::peer_info::tracker) return "tracker";
   if (s & lt::peer_info::lsd) return "lsd";
   if (s & lt::peer_info::pex) return "pex";
   if (s & lt::peer_info::dht) return "dht";
-  if (incoming) return "incoming";
+  if (s & lt::peer_info::incoming) return "incoming";
   return "static";
 }
 
@@ -351,6 +351,14 @@ struct swarm::impl {
     fs::remove(resume_path(blob.str()), ec);
   }
 
+  // A rate limit setting, in bytes per second (0 = unlimited; libtorrent's is an int).
+  void set_rate(int setting, std::uint64_t bps) {
+    if (!ses) return;
+    lt::settings_pack p;
+    p.set_int(setting, static_cast<int>(std::min<std::uint64_t>(bps, 0x7fffffff)));
+    ses->apply_settings(std::move(p));
+  }
+
   void stop() {
     if (!ses) return;
     *alive = false;
@@ -531,26 +539,18 @@ std::vector<swarm_peer> swarm::peers(const blob_id& blob) const {
     r.uploaded = static_cast<std::uint64_t>(std::max<std::int64_t>(0, p.total_upload));
     r.pieces = p.pieces.count();
     r.num_pieces = it->second.num_pieces;
-    r.source = source_name(p.source, static_cast<bool>(p.source & lt::peer_info::incoming));
+    r.source = source_name(p.source);
     out.push_back(std::move(r));
   }
   return out;
 }
 
 void swarm::set_upload_limit(std::uint64_t bps) {
-  if (!impl_->ses) return;
-  lt::settings_pack p;
-  p.set_int(lt::settings_pack::upload_rate_limit,
-            static_cast<int>(std::min<std::uint64_t>(bps, 0x7fffffff)));
-  impl_->ses->apply_settings(std::move(p));
+  impl_->set_rate(lt::settings_pack::upload_rate_limit, bps);
 }
 
 void swarm::set_download_limit(std::uint64_t bps) {
-  if (!impl_->ses) return;
-  lt::settings_pack p;
-  p.set_int(lt::settings_pack::download_rate_limit,
-            static_cast<int>(std::min<std::uint64_t>(bps, 0x7fffffff)));
-  impl_->ses->apply_settings(std::move(p));
+  impl_->set_rate(lt::settings_pack::download_rate_limit, bps);
 }
 
 }  // namespace voxd
