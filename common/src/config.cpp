@@ -84,6 +84,30 @@ std::optional<std::string> bool_value(bool& out, const YAML::Node& n, const std:
   return std::nullopt;
 }
 
+// `allow_percent`: whether a share of the link ("30%") means something for this cap.
+load_fn rate_loader(rate_spec config::*member, bool allow_percent) {
+  return [member, allow_percent](config& c, const YAML::Node& n,
+                                 const std::string&) -> std::optional<std::string> {
+    if (auto e = want_scalar(n, "a rate")) return e;
+    auto v = parse_rate(n.Scalar(), allow_percent);
+    if (!v) return v.err().message;
+    c.*member = *v;
+    return std::nullopt;
+  };
+}
+
+// An optional URL: empty means "none"; anything else must pass `check`.
+load_fn url_loader(std::string config::*member, status (*check)(std::string_view)) {
+  return [member, check](config& c, const YAML::Node& n,
+                         const std::string&) -> std::optional<std::string> {
+    if (auto e = want_scalar(n, "a URL")) return e;
+    if (!n.Scalar().empty())
+      if (auto s = check(n.Scalar()); !s) return s.err().message;
+    c.*member = n.Scalar();
+    return std::nullopt;
+  };
+}
+
 load_fn bool_loader(bool config::*member) {
   return [member](config& c, const YAML::Node& n, const std::string& b) {
     return bool_value(c.*member, n, b);
@@ -223,18 +247,11 @@ const std::vector<field>& fields() {
                  "A request that makes no progress for this long is abandoned and retried.",
                  int_loader(&config::http_timeout, 1, 3600),
                  [](config const& c) { return std::to_string(c.http_timeout); }});
-    t.push_back(
-        {"bandwidth.download_cap", "rate",
-         "Cap on the total download rate from origins: off, or a rate such as 20MB/s or "
-         "200Mbit. `voxd limit download` overrides it at run time.",
-         [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
-           if (auto e = want_scalar(n, "a rate")) return e;
-           auto v = parse_rate(n.Scalar(), false);
-           if (!v) return v.err().message;
-           c.download_cap = *v;
-           return std::nullopt;
-         },
-         [](config const& c) { return to_string(c.download_cap); }});
+    t.push_back({"bandwidth.download_cap", "rate",
+                 "Cap on the total download rate from origins: off, or a rate such as 20MB/s or "
+                 "200Mbit. `voxd limit download` overrides it at run time.",
+                 rate_loader(&config::download_cap, false),
+                 [](config const& c) { return to_string(c.download_cap); }});
     t.push_back(
         {"bandwidth.link", "rate",
          "Capacity of this machine's link, the base of a percentage upload cap: auto (the peak "
@@ -256,18 +273,11 @@ const std::vector<field>& fields() {
          [](config const& c) {
            return c.link == 0 ? std::string("auto") : to_string(rate_spec::absolute(c.link));
          }});
-    t.push_back(
-        {"bandwidth.upload_cap", "rate or percent",
-         "Cap on the total upload rate to peers: a share of bandwidth.link (30%), a rate "
-         "(20MB/s) or off. `voxd limit upload` overrides it at run time.",
-         [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
-           if (auto e = want_scalar(n, "a rate")) return e;
-           auto v = parse_rate(n.Scalar(), true);
-           if (!v) return v.err().message;
-           c.upload_cap = *v;
-           return std::nullopt;
-         },
-         [](config const& c) { return to_string(c.upload_cap); }});
+    t.push_back({"bandwidth.upload_cap", "rate or percent",
+                 "Cap on the total upload rate to peers: a share of bandwidth.link (30%), a rate "
+                 "(20MB/s) or off. `voxd limit upload` overrides it at run time.",
+                 rate_loader(&config::upload_cap, true),
+                 [](config const& c) { return to_string(c.upload_cap); }});
     t.push_back({"bandwidth.lan_uncapped", "boolean",
                  "Exempt peers on private, link-local and loopback addresses from the upload cap.",
                  bool_loader(&config::lan_uncapped),
@@ -277,28 +287,14 @@ const std::vector<field>& fields() {
          "BitTorrent tracker announce URL (voxd-tracker or any BEP 3/15 tracker), e.g. "
          "http://tracker.lan:6969/announce. Empty: no tracker; without a registry every blob "
          "comes from the origins.",
-         [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
-           if (auto e = want_scalar(n, "a URL")) return e;
-           if (!n.Scalar().empty())
-             if (auto s = validate_tracker_url(n.Scalar()); !s) return s.err().message;
-           c.tracker = n.Scalar();
-           return std::nullopt;
-         },
+         url_loader(&config::tracker, validate_tracker_url),
          [](config const& c) { return c.tracker.empty() ? std::string("\"\"") : c.tracker; }});
-    t.push_back(
-        {"registry", "URL",
-         "Blob registry (voxd-tracker's /v1 API) base URL, e.g. http://tracker.lan:6969. "
-         "Default: the tracker's scheme, host and port (http for a udp:// tracker).",
-         [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
-           if (auto e = want_scalar(n, "a URL")) return e;
-           if (!n.Scalar().empty())
-             if (auto s = validate_origin_url(n.Scalar()); !s) return s.err().message;
-           c.registry = n.Scalar();
-           return std::nullopt;
-         },
-         [](config const& c) {
-           return c.registry.empty() ? std::string("<tracker host>") : c.registry;
-         }});
+    t.push_back({"registry", "URL",
+                 "Blob registry (voxd-tracker's /v1 API) base URL, e.g. http://tracker.lan:6969. "
+                 "Default: the tracker's scheme, host and port (http for a udp:// tracker).",
+                 url_loader(&config::registry, validate_origin_url), [](config const& c) {
+                   return c.registry.empty() ? std::string("<tracker host>") : c.registry;
+                 }});
     t.push_back({"registry_token_file", "path",
                  "File holding the registry's publish token (voxd-tracker publish_token_file); "
                  "sent as a bearer token with publishes and leases. Default: none.",
