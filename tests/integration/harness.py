@@ -38,6 +38,15 @@ def wait_until(pred, timeout, what, interval=0.05):
     raise AssertionError("timed out after %.0fs waiting for %s" % (timeout, what))
 
 
+def read_text(path):
+    """A log's text so far; "" before the file exists."""
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def sha256_file(path):
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -197,11 +206,7 @@ class Env:
         return self.daemon.returncode
 
     def daemon_log(self):
-        try:
-            with open(os.path.join(self.dir, "daemon.log")) as f:
-                return f.read()[-6000:]
-        except OSError:
-            return ""
+        return read_text(os.path.join(self.dir, "daemon.log"))[-6000:]
 
     def cli(self, *args, check=True, timeout=120, env=None, user=None):
         e = dict(os.environ, VOXD_SOCKET=self.socket)

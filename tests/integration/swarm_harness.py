@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 
-from harness import CLI, DAEMON, Env, sha256_file, wait_until, git_sha1
+from harness import CLI, DAEMON, Env, git_sha1, read_text, sha256_file, wait_until
 from tracker_harness import Tracker
 
 MiB = 1 << 20
@@ -80,11 +80,7 @@ class Node:
         return self.proc.wait(timeout=15)
 
     def read_log(self):
-        try:
-            with open(self.log) as f:
-                return f.read()
-        except OSError:
-            return ""
+        return read_text(self.log)
 
     def cli(self, *args, check=True, timeout=240):
         r = subprocess.run([CLI] + list(args), capture_output=True, text=True, timeout=timeout,
@@ -142,6 +138,13 @@ class SwarmEnv(Env):
         self.procs.append(self.tracker.proc)
         self.token_file = os.path.join(self.dir, "publish-token")
         return self.tracker
+
+    def start_site(self, size):
+        """The origin serving a model whose weights are `size` bytes, and voxd-tracker."""
+        files = swarm_files(self, size)
+        self.start_origin(files)
+        self.start_tracker()
+        return files
 
     def node(self, n, extra="", tracker_url=None, registry_url=None):
         node = Node(self, "node%d" % n, "127.0.1.%d" % n, self.hub,

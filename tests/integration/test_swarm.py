@@ -1,5 +1,6 @@
 """Integration tests for the peers-and-CDN issue: several real daemons, a real voxd-tracker (and
 opentracker), a real nginx origin; all inside a loopback-only network namespace."""
+import hashlib
 import json
 import os
 import subprocess
@@ -7,9 +8,9 @@ import threading
 import time
 import unittest
 
-from swarm_harness import (COMMIT, MiB, OpenTracker, SwarmEnv, blob_info_hash, run_in_private_netns,
-                           swarm_files)
-from harness import HERE, sha256_file, wait_until
+from swarm_harness import COMMIT, MiB, OpenTracker, SwarmEnv, blob_info_hash, run_in_private_netns
+from harness import HERE, read_text, sha256_file, wait_until
+from tracker_harness import bdecode, bencode
 
 run_in_private_netns()
 
@@ -33,9 +34,7 @@ class SwarmTest(unittest.TestCase):
 
     def test_later_daemons_fetch_from_the_first(self):
         env = self.env
-        files = swarm_files(env, 64 * MiB)
-        env.start_origin(files)
-        env.start_tracker()
+        files = env.start_site(64 * MiB)
         a = env.node(1).start()
         a.cli("add", "org/swarm")
         a.assert_exact(self, env.repo, COMMIT, files)
@@ -61,15 +60,11 @@ class SwarmTest(unittest.TestCase):
         _, expected = blob_info_hash(files[0][1], sha256_file(files[0][1]))
         status, body = env.tracker.get("/v1/blobs/%s/torrent" % sha256_file(files[0][1]))
         self.assertEqual(status, 200)
-        from tracker_harness import bdecode, bencode
-        import hashlib
         self.assertEqual(hashlib.sha1(bencode(bdecode(body)[b"info"])).digest(), expected)
 
     def test_seeding_survives_a_restart_and_stops_with_rm(self):
         env = self.env
-        files = swarm_files(env, 32 * MiB)
-        env.start_origin(files)
-        env.start_tracker()
+        files = env.start_site(32 * MiB)
         a = env.node(1).start()
         a.cli("add", "org/swarm")
         a.stop()  # resume data and session state are saved
@@ -93,9 +88,7 @@ class SwarmTest(unittest.TestCase):
 
     def test_three_at_once_take_one_copy_from_the_origin(self):
         env = self.env
-        files = swarm_files(env, 64 * MiB)
-        env.start_origin(files)
-        env.start_tracker()
+        files = env.start_site(64 * MiB)
         # A modest origin, so the two that find the lease taken really wait for the holder.
         nodes = [env.node(i, extra="bandwidth:\n  download_cap: 40MB/s\n").start() for i in (1, 2, 3)]
         procs = [(n.name, n.add("org/swarm")) for n in nodes]
@@ -118,9 +111,7 @@ class SwarmTest(unittest.TestCase):
         # libtorrent's end game asks a second peer for a few MB of blocks still in flight from the
         # first; that cost does not grow with the blob, so it is measured on a model-sized one.
         env = self.env
-        files = swarm_files(env, 512 * MiB)
-        env.start_origin(files)
-        env.start_tracker()
+        files = env.start_site(512 * MiB)
         nodes = [env.node(i).start() for i in (1, 2, 3)]
         self.wait_all([(n.name, n.add("org/swarm")) for n in nodes])
         for n in nodes:
@@ -134,9 +125,7 @@ class SwarmTest(unittest.TestCase):
 
     def test_a_peer_serving_corrupt_data_is_banned(self):
         env = self.env
-        files = swarm_files(env, 32 * MiB)
-        env.start_origin(files)
-        env.start_tracker()
+        files = env.start_site(32 * MiB)
         a = env.node(1).start()
         a.cli("add", "org/swarm")
         first = env.cdn_bytes()
@@ -153,11 +142,7 @@ class SwarmTest(unittest.TestCase):
             bad = subprocess.Popen(["/usr/bin/python3", os.path.join(HERE, "bad_seeder.py"), tpath, big, work,
                                     "127.0.1.99:16099", env.tracker.url + "/announce"], stdout=log, stderr=log)
         env.procs.append(bad)
-        def bad_up():
-            with open(os.path.join(env.dir, "bad.log")) as f:
-                return "bad seeder up" in f.read()
-
-        wait_until(bad_up, 20, "the bad seeder")
+        wait_until(lambda: "bad seeder up" in read_text(os.path.join(env.dir, "bad.log")), 20, "the bad seeder")
         time.sleep(1)  # its first announce
         b = env.node(2).start()
         b.cli("add", "org/swarm")
@@ -172,9 +157,7 @@ class SwarmTest(unittest.TestCase):
 
     def test_upload_cap_holds_for_lan_peers(self):
         env = self.env
-        files = swarm_files(env, 112 * MiB)
-        env.start_origin(files)
-        env.start_tracker()
+        files = env.start_site(112 * MiB)
         a = env.node(1, extra="bandwidth:\n  link: 10MB/s\n  upload_cap: 4MB/s\n").start()
         a.cli("add", "org/swarm")
         b = env.node(2).start()
@@ -225,9 +208,7 @@ class SwarmTest(unittest.TestCase):
 
     def test_lease_holder_killed_mid_fetch(self):
         env = self.env
-        files = swarm_files(env, 48 * MiB)
-        env.start_origin(files)
-        env.start_tracker()
+        files = env.start_site(48 * MiB)
         slow = "bandwidth:\n  download_cap: 4MB/s\n"
         nodes = [env.node(i, extra=slow).start() for i in (1, 2, 3)]
         procs = {n.name: n.add("org/swarm") for n in nodes}
@@ -265,9 +246,7 @@ class SwarmTest(unittest.TestCase):
 
     def test_a_seeder_killed_mid_transfer(self):
         env = self.env
-        files = swarm_files(env, 64 * MiB)
-        env.start_origin(files)
-        env.start_tracker()
+        files = env.start_site(64 * MiB)
         a = env.node(1, extra="bandwidth:\n  upload_cap: 6MB/s\n").start()
         a.cli("add", "org/swarm")
         first = env.cdn_bytes()
@@ -289,9 +268,7 @@ class SwarmTest(unittest.TestCase):
 
     def test_opentracker_as_the_tracker(self):
         env = self.env
-        files = swarm_files(env, 48 * MiB)
-        env.start_origin(files)
-        env.start_tracker()  # the registry
+        files = env.start_site(48 * MiB)  # the tracker serves the registry
         _, ih = blob_info_hash(files[0][1], sha256_file(files[0][1]))
         ot = OpenTracker(env.dir, "127.0.0.4", [ih])
         env.procs.append(ot.proc)

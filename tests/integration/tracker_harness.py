@@ -12,7 +12,7 @@ import time
 import urllib.parse
 import urllib.request
 
-from harness import BUILD, free_port, wait_until
+from harness import BUILD, free_port, read_text, wait_until
 
 TRACKER = os.path.join(BUILD, "tracker", "voxd-tracker")
 
@@ -106,11 +106,7 @@ class Tracker:
         return self.proc.returncode
 
     def read_log(self):
-        try:
-            with open(self.log) as f:
-                return f.read()
-        except OSError:
-            return ""
+        return read_text(self.log)
 
     @property
     def url(self):
