@@ -28,6 +28,10 @@ constexpr auto lease_renew_every = std::chrono::seconds(5);
 constexpr auto holder_stall = std::chrono::seconds(30);
 // How often a waiting daemon asks whether the torrent is out or the lease is free.
 constexpr auto waiter_poll = std::chrono::seconds(2);
+// ... and how often once the holder should be about done: the holder's progress reaches waiters
+// only with its renewals, so "about done" spans a renewal period plus a margin.
+constexpr auto waiter_poll_fast = std::chrono::milliseconds(250);
+constexpr double waiter_fast_window_s = 7.0;
 // A new swarm member gives the tracker and LSD this long to find peers before the feeder takes
 // pieces no connected peer has.
 constexpr auto discovery_grace = std::chrono::seconds(4);
@@ -52,6 +56,9 @@ struct blob_broker::job {
   bool holder = false;   // we hold the first-fetch lease
   std::optional<lease_info> lease;
   std::uint64_t renewed_done = 0;
+  // Waiting: the holder's progress when first seen, to tell when its torrent is about due.
+  std::uint64_t watch_from = 0;
+  steady::time_point watch_since{};
   steady::time_point last_advance = steady::now();
   steady::time_point registry_trouble_since{};
   std::string torrent;
@@ -63,12 +70,11 @@ struct blob_broker::job {
   std::map<int, std::size_t> fed_by;  // pieces handed to libtorrent -> origin
   std::map<int, steady::time_point> fed_at;
   int rechecks = 0;
-  int feed_offset = 0;
+  int feed_offset = 0;  // where this daemon's feeder starts among equally rare pieces
   bool reuse_checked = false;
   std::set<int> reused;         // pieces an earlier origin fetch left on disk
   std::uint64_t redundant = 0;  // origin pieces that arrived after a peer's copy
-  unsigned rounds = 0;  // feeder rounds, for periodic logging  // where this daemon's feeder starts
-                        // among equally rare pieces
+  unsigned rounds = 0;          // feeder rounds, for periodic logging
   steady::time_point swarm_since{};
   steady::time_point peers_last_sent{};
   std::uint64_t last_peer_total = 0;
@@ -234,16 +240,33 @@ void blob_broker::take_lease(const job_ptr& j) {
           start_origin(j, true);
           return renew_lease(j);
         }
-        if (j->ph != job::phase::waiting)
-          spdlog::info("{}: {} is fetching it first; waiting for its torrent", j->name(),
-                       r->holder);
+        if (j->ph != job::phase::waiting || j->watch_from > r->bytes_done) {
+          if (j->ph != job::phase::waiting)
+            spdlog::info("{}: {} is fetching it first; waiting for its torrent", j->name(),
+                         r->holder);
+          j->watch_from = r->bytes_done;
+          j->watch_since = steady::now();
+        }
         j->ph = job::phase::waiting;
         wait_for_holder(j);
       });
 }
 
+// Polls fast only while the holder should be finishing, so a fleet of waiters does not load the
+// registry for the whole first fetch.
+static steady::duration next_poll(const std::optional<lease_info>& lease, std::uint64_t from,
+                                  steady::time_point since) {
+  if (!lease || lease->bytes_total == 0 || lease->bytes_done <= from) return waiter_poll;
+  const double secs = std::chrono::duration<double>(steady::now() - since).count();
+  const double rate = static_cast<double>(lease->bytes_done - from) / secs;
+  const double left =
+      static_cast<double>(lease->bytes_total - std::min(lease->bytes_total, lease->bytes_done)) /
+      rate;
+  return left < waiter_fast_window_s ? waiter_poll_fast : waiter_poll;
+}
+
 void blob_broker::wait_for_holder(const job_ptr& j) {
-  j->timer.expires_after(waiter_poll);
+  j->timer.expires_after(next_poll(j->lease, j->watch_from, j->watch_since));
   j->timer.async_wait([this, j](boost::system::error_code ec) {
     if (ec || j->over || stopping_) return;
     if (!is_active(*j)) {
