@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <vector>
+
 #include "voxd/tracker/swarm.hpp"
 
 using namespace voxd::tracker;
@@ -144,4 +147,55 @@ TEST(SwarmStoreTest, manyPeersStayUnder64BytesEachAndSurviveChurn) {
     s.announce(req(static_cast<std::uint8_t>(i % 7)), p, 2);
   }
   EXPECT_EQ(s.totals().peers4, 10000u);
+}
+
+namespace {
+
+peer_address at(std::uint8_t site, std::uint8_t host) {
+  peer_address p;
+  p.ip = {10, site, 0, host};
+  p.port = 6881;
+  return p;
+}
+
+// The hosts (last address byte) an answer names.
+std::vector<int> hosts_in(const announce_reply& r) {
+  std::vector<int> out;
+  for (std::size_t i = 0; i + 6 <= r.peers4.size(); i += 6)
+    out.push_back(static_cast<std::uint8_t>(r.peers4[i + 1]) * 100 +
+                  static_cast<std::uint8_t>(r.peers4[i + 3]));
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+}  // namespace
+
+TEST(SwarmStoreTest, onlyASitesFirstLeecherHearsOfOtherSites) {
+  swarm_store s({});
+  s.announce(req(9, 0), at(1, 1), 0);            // a seed at site 1
+  s.announce(req(9), at(1, 2), 0);               // a leecher beside it
+  auto first = s.announce(req(9), at(2, 9), 0);  // site 2's first leecher fetches over the WAN
+  EXPECT_EQ(hosts_in(first), (std::vector<int>{101}));
+  auto second = s.announce(req(9), at(2, 3), 0);  // the next one (lower address) gets its site only
+  EXPECT_EQ(hosts_in(second), (std::vector<int>{209}));
+  EXPECT_EQ(hosts_in(s.announce(req(9), at(2, 9), 1)), (std::vector<int>{101, 203}));
+  // Site 1 has a seed: its leecher is told of nobody at site 2.
+  EXPECT_EQ(hosts_in(s.announce(req(9), at(1, 2), 1)), (std::vector<int>{101}));
+  // A seed is told of its own site's leechers only.
+  EXPECT_EQ(hosts_in(s.announce(req(9, 0), at(1, 1), 1)), (std::vector<int>{102}));
+  // When the fetcher leaves, the next leecher of its site takes over.
+  s.announce(req(9, 100, announce_event::stopped), at(2, 9), 2);
+  EXPECT_EQ(hosts_in(s.announce(req(9), at(2, 3), 2)), (std::vector<int>{101}));
+}
+
+TEST(SwarmStoreTest, withoutSeedsElsewhereTheFetcherHearsOfLeechersAndLocalityCanBeOff) {
+  swarm_store s({});
+  s.announce(req(8), at(1, 1), 0);
+  EXPECT_EQ(hosts_in(s.announce(req(8), at(2, 1), 0)), (std::vector<int>{101}));
+  swarm_limits off;
+  off.site_prefix_v4 = 0;
+  swarm_store plain(off);
+  plain.announce(req(7, 0), at(1, 1), 0);
+  plain.announce(req(7), at(2, 1), 0);
+  EXPECT_EQ(hosts_in(plain.announce(req(7), at(2, 2), 0)), (std::vector<int>{101, 201}));
 }

@@ -92,6 +92,12 @@ const std::map<std::string, setter>& table() {
                                           })},
       {"max_numwant", number<int>(nullptr, 1, 5000,
                                   [](tracker_config& c) -> int& { return c.limits.max_numwant; })},
+      {"site_prefix_v4",
+       number<int>(nullptr, 0, 32,
+                   [](tracker_config& c) -> int& { return c.limits.site_prefix_v4; })},
+      {"site_prefix_v6",
+       number<int>(nullptr, 0, 128,
+                   [](tracker_config& c) -> int& { return c.limits.site_prefix_v6; })},
   };
   return t;
 }

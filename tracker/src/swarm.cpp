@@ -24,6 +24,12 @@ struct peer6 {
 };
 static_assert(sizeof(peer6) == 24);
 
+std::uint32_t be32(std::uint32_t network_order) {
+  const auto* b = reinterpret_cast<const std::uint8_t*>(&network_order);
+  return (std::uint32_t{b[0]} << 24) | (std::uint32_t{b[1]} << 16) | (std::uint32_t{b[2]} << 8) |
+         b[3];
+}
+
 std::uint64_t mix(std::uint64_t x) {
   x ^= x >> 33;
   x *= 0xff51afd7ed558ccdull;
@@ -48,6 +54,17 @@ bool same(const peer6& a, const peer6& b) {
   return a.ip == b.ip && a.port == b.port;
 }
 
+bool same_site(const peer4& a, const peer4& b, int bits) {
+  const std::uint32_t mask = bits >= 32 ? ~0u : ~(~0u >> bits);
+  return ((be32(a.ip) ^ be32(b.ip)) & mask) == 0;
+}
+bool same_site(const peer6& a, const peer6& b, int bits) {
+  int i = 0;
+  for (; bits >= 8; bits -= 8, ++i)
+    if (a.ip[i] != b.ip[i]) return false;
+  const auto mask = static_cast<std::uint8_t>(0xff00 >> bits);
+  return bits == 0 || ((a.ip[i] ^ b.ip[i]) & mask) == 0;
+}
 void append_compact(std::string& out, const peer4& p) {
   char buf[6];
   std::memcpy(buf, &p.ip, 4);
@@ -206,16 +223,40 @@ swarm_limits swarm_store::limits() const {
 
 namespace {
 
+// Which of a swarm's peers a requester hears of. Without site locality: any, from a random start.
+// With it: its own site's peers, plus other sites' peers only if it fetches for its site (see
+// swarm_limits); those are the seeds, or the leechers when no other site has a seed yet.
 template <class P>
 void select_peers(const peer_table<P>& table, const P* self, bool self_is_seed, int want,
-                  std::uint64_t rnd, std::string& out) {
+                  std::uint64_t rnd, int site_bits, std::uint32_t scan_max, std::string& out) {
   const auto n = table.size();
   if (n == 0 || want <= 0) return;
+  const bool by_site = self && site_bits > 0 && n <= scan_max;
+  bool wan_fetcher = false, remote_seeds = false;
+  if (by_site && !self_is_seed) {
+    // The site's fetcher is its first leecher to arrive (the lowest position: records are
+    // appended, and removal moves only the last one), so simultaneous joiners agree on one.
+    const auto self_at = static_cast<std::size_t>(self - &table[0]);
+    wan_fetcher = true;
+    for (std::size_t k = 0; k < n && wan_fetcher; ++k) {
+      const auto& p = table[k];
+      if (k == self_at) continue;
+      if (same_site(p, *self, site_bits))
+        wan_fetcher = !p.seed && k > self_at;
+      else
+        remote_seeds = remote_seeds || p.seed;
+    }
+    if (wan_fetcher && !remote_seeds)
+      for (std::size_t k = 0; k < n && !remote_seeds; ++k)
+        remote_seeds = table[k].seed && !same_site(table[k], *self, site_bits);
+  }
   const std::size_t start = rnd % n;
   for (std::size_t k = 0; k < n && want > 0; ++k) {
     const auto& p = table[(start + k) % n];
     if (self && same(p, *self)) continue;
     if (self_is_seed && p.seed) continue;  // seeds have nothing to get from seeds
+    if (by_site && !same_site(p, *self, site_bits) && !(wan_fetcher && (p.seed || !remote_seeds)))
+      continue;
     append_compact(out, p);
     --want;
   }
@@ -277,22 +318,22 @@ announce_reply swarm_store::announce(const announce_request& req, const peer_add
   auto& s = it->second;
   if (req.event == announce_event::completed) ++s.downloaded;
   // Same steps for either family: record (or drop) the requester, then pick others for it.
-  auto in_family = [&](auto rec, auto& table, std::string& peers) {
+  auto in_family = [&](auto rec, auto& table, std::string& peers, int site_bits) {
     rec.port = from.port;
     rec.seed = seed;
     rec.last_seen = now;
     update(s, table, rec, req, lim, total_peers_);
     if (req.event != announce_event::stopped)
-      select_peers(table, table.find(rec), seed, want, rnd, peers);
+      select_peers(table, table.find(rec), seed, want, rnd, site_bits, lim.site_scan_max, peers);
   };
   if (from.v6) {
     peer6 rec{};
     std::memcpy(rec.ip.data(), from.ip.data(), 16);
-    in_family(rec, s.v6, out.peers6);
+    in_family(rec, s.v6, out.peers6, lim.site_prefix_v6);
   } else {
     peer4 rec{};
     std::memcpy(&rec.ip, from.ip.data(), 4);
-    in_family(rec, s.v4, out.peers4);
+    in_family(rec, s.v4, out.peers4, lim.site_prefix_v4);
   }
   out.counts = {s.seeders, static_cast<std::uint32_t>(s.size()) - s.seeders, s.downloaded};
   if (s.size() == 0 && s.downloaded == 0) sh.swarms.erase(it);

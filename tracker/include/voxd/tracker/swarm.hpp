@@ -21,6 +21,14 @@ struct swarm_limits {
   std::uint32_t expiry_seconds = 240;  // about two announce intervals
   int default_numwant = 50;
   int max_numwant = 200;
+  // Site locality: peers whose addresses share this many leading bits are one site (0: off).
+  // A leecher is told of other sites' peers only if it is its site's WAN fetcher (no seed at its
+  // site, and the first of its site's leechers to arrive), so a site pulls about one copy over
+  // its WAN link and shares it inside. Swarms above site_scan_max peers skip the rule, which
+  // costs a pass over the swarm per announce.
+  int site_prefix_v4 = 24;
+  int site_prefix_v6 = 64;
+  std::uint32_t site_scan_max = 4096;
 };
 
 // A peer's address as the tracker saw it: 4 or 16 bytes, plus the port.
