@@ -439,7 +439,9 @@ void blob_broker::feed(const job_ptr& j) {
         // A partial piece nobody connected has (its sender left or was banned) is the origins'.
         if (v.have[i] || (v.downloading[i] && v.availability[i] > 0) || j->released.count(p))
           continue;
-        const bool nobody_has = v.availability[i] == 0;
+        // While the tracker knows a seed elsewhere (another site's, reached through this site's
+        // WAN fetcher), a piece no connected peer has yet is on its way: not the origins'.
+        const bool nobody_has = v.availability[i] == 0 && !v.seed_elsewhere;
         if (nobody_has || stalled || link_idle) candidates.push_back(p);
       }
       // Rarest first; among equals from a point of this daemon's own, so that daemons feeding

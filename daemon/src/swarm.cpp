@@ -7,6 +7,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <libtorrent/alert_types.hpp>
 #include <libtorrent/bdecode.hpp>
+#include <libtorrent/extensions/smart_ban.hpp>
 #include <libtorrent/ip_filter.hpp>
 #include <libtorrent/peer_info.hpp>
 #include <libtorrent/read_resume_data.hpp>
@@ -152,7 +153,11 @@ struct swarm::impl {
     }
     // The office settings are asserted anew; only state (such as DHT nodes) is restored.
     params.settings = settings();
+    // No peer exchange: the tracker tells only a site's WAN fetcher of other sites' peers, and PEX
+    // would gossip them to the whole site. smart_ban finds the sender of a corrupt block.
+    params.extensions.clear();
     ses = std::make_unique<lt::session>(std::move(params));
+    ses->add_extension(&lt::create_smart_ban_plugin);
     if (!cfg.lan_uncapped) {
       // By default libtorrent leaves LAN and loopback peers outside the global class, so the upload
       // cap would not apply to them: map every address to the global class.
@@ -463,6 +468,7 @@ std::optional<swarm_view> swarm::view(const blob_id& blob) const {
     v.wanted[i] = prios[i] != lt::dont_download;
   v.peer_rate = st.download_payload_rate;
   v.peers = st.num_peers;
+  v.seed_elsewhere = st.num_complete > st.num_seeds;
   v.finished =
       v.num_pieces > 0 && std::all_of(v.have.begin(), v.have.end(), [](bool b) { return b; });
   v.checking = st.state == lt::torrent_status::checking_files ||

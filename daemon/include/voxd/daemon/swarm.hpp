@@ -43,8 +43,9 @@ struct swarm_view {
   std::vector<bool> wanted;       // priority > dont_download
   double peer_rate = 0;           // payload bytes/s from peers
   int peers = 0;
-  bool finished = false;  // every piece is had
-  bool checking = false;  // hashing what is on disk; pieces cannot be added meanwhile
+  bool seed_elsewhere = false;  // the tracker counts a seed this daemon is not connected to
+  bool finished = false;        // every piece is had
+  bool checking = false;        // hashing what is on disk; pieces cannot be added meanwhile
 };
 
 struct swarm_stats {
