@@ -808,7 +808,7 @@ def main():
         log("bench/swarm: %s" % e)
         return 2
     except KeyboardInterrupt as e:
-        log("bench/swarm: interrupted (%s); everything it created is removed" % (e or "Ctrl-C"))
+        log("bench/swarm: interrupted (%s); everything it created is removed" % (str(e) or "SIGINT"))
         return 130
 
 
