@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "voxd/common/ids.hpp"
+#include "voxd/common/man.hpp"
 
 namespace voxd {
 namespace {
@@ -565,36 +566,6 @@ std::string render_config_reference() {
 }
 
 namespace {
-
-// roff text: a backslash is written \e, a hyphen \-, and a line may not start with . or '.
-std::string roff(std::string_view text) {
-  std::string out;
-  for (char ch : text) {
-    if (ch == '\\')
-      out += "\\e";
-    else if (ch == '-')
-      out += "\\-";
-    else
-      out += ch;
-  }
-  if (!out.empty() && (out.front() == '.' || out.front() == '\'')) out.insert(0, "\\&");
-  return out;
-}
-
-// `code` spans of the help texts become bold.
-std::string roff_help(std::string_view text) {
-  std::string out;
-  bool bold = false;
-  for (char ch : roff(text)) {
-    if (ch == '`') {
-      out += bold ? "\\fR" : "\\fB";
-      bold = !bold;
-    } else {
-      out += ch;
-    }
-  }
-  return out;
-}
 
 std::string man_keys() {
   const config c = documented_defaults();
