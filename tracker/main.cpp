@@ -69,7 +69,24 @@ int main(int argc, char** argv) {
   app.add_option("-c,--config", config_path, "YAML configuration file");
   app.add_flag("--check-config", check_only,
                "Validate the configuration and exit (non-zero on errors)");
+  bool print_default = false, print_reference = false, print_man = false;
+  app.add_flag("--print-default-config", print_default,
+               "Print a commented file listing every key with its default");
+  app.add_flag("--print-config-reference", print_reference, "Print the key reference as Markdown");
+  app.add_flag("--print-man", print_man, "Print this manual page");
   CLI11_PARSE(app, argc, argv);
+  if (print_default || print_reference || print_man) {
+    std::vector<std::pair<std::string, std::string>> options;
+    for (const auto* o : app.get_options())
+      if (o != app.get_help_ptr())
+        options.emplace_back(
+            o->get_name(false, true) + (o->get_expected_max() == 0 ? "" : " VALUE"),
+            o->get_description());
+    std::cout << (print_default     ? render_default_config()
+                  : print_reference ? render_config_reference()
+                                    : render_man_page(options));
+    return 0;
+  }
   std::vector<std::string> given;
   for (const auto* opt : app.get_options())
     if (opt->count() > 0) given.push_back(opt->get_name(false, true).substr(2));
