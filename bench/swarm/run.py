@@ -465,7 +465,7 @@ def run_tool(name, sc, lab, origin, tracker_host, hosts, work, t_star, log):
                         failed.add(h.name)
                         log("  %s: %s gave up; see %s" % (name, h.name, tool.dir(h)))
             if now >= next_sample:
-                samples.append((now - t0, traffic(lab.counters(), c0, sc)))
+                samples.append((now - t0, dict(traffic(lab.counters(), c0, sc), cpu=cpu_times())))
                 next_sample += SAMPLE_EVERY
             if all(h.name in finished or h.name in failed or h.name in left for h in hosts):
                 break
@@ -474,7 +474,7 @@ def run_tool(name, sc, lab, origin, tracker_host, hosts, work, t_star, log):
                 break
             time.sleep(0.1)
         final = traffic(lab.counters(), c0, sc)
-        samples.append((time.monotonic() - t0, final))
+        samples.append((time.monotonic() - t0, dict(final, cpu=cpu_times())))
     finally:
         tool.stop(hosts)
         tracker_host.kill_all()
@@ -490,6 +490,7 @@ def run_tool(name, sc, lab, origin, tracker_host, hosts, work, t_star, log):
     remaining = [h for h in hosts if h.name not in left]
     return dict(tool=name, hosts=len(remaining), finished=finished, failed=sorted(failed), left=sorted(left),
                 exact=exact, inexact=inexact, origin_bytes=origin.bytes_since(mark), traffic=final, samples=samples,
+                cpu=cpu_busy(samples),
                 timed_out=[h.name for h in remaining if h.name not in finished and h.name not in failed])
 
 
@@ -502,6 +503,23 @@ def traffic(now, base, sc):
     into_hosts = sum(v[1] for k, v in d.items() if k.startswith("v-h"))
     wan = [d["w%db" % i][1] for i in range(1, len(sc["sites"]) + 1)]
     return dict(origin=origin, peers=max(0, into_hosts - origin - tracker), wan=wan)
+
+
+def cpu_times():
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    f = [int(x) for x in read_text("/proc/stat").split("\n", 1)[0].split()[1:]]
+    idle = f[3] + (f[4] if len(f) > 4 else 0)
+    return sum(f) - idle, sum(f)
+
+
+def cpu_busy(samples):
+    """Mean and peak (over 1 s) share of both cores kept busy during a run, in percent: the
+    benchmark's own check that the machine, not the shaped links, was not the bottleneck."""
+    cpu = [s[1]["cpu"] for s in samples]
+    if len(cpu) < 3:
+        return 0.0, 0.0
+    busy = lambda a, b: 100.0 * (b[0] - a[0]) / max(1, b[1] - a[1])
+    return busy(cpu[0], cpu[-1]), max(busy(cpu[i], cpu[i + 2]) for i in range(len(cpu) - 2))
 
 
 # ---- output ------------------------------------------------------------------------------------
@@ -539,7 +557,7 @@ def table(sc, results, size, t_star):
     head = ["tool", "done", "p50 s", "p90 s", "max s", "max / T*", "origin x S", "peers x S (wire)"]
     if two_sites:
         head += ["WAN in x S, site %d" % i for i in range(1, len(sc["sites"]) + 1)]
-    head.append("exact")
+    head += ["exact", "CPU % mean / peak"]
     rows = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         t = list(r["finished"].values())
@@ -553,6 +571,7 @@ def table(sc, results, size, t_star):
         if two_sites:
             cells += ["%.2f" % (w / size) for w in r["traffic"]["wan"]]
         cells.append("%d/%d" % (r["exact"], len(t)) + (" **%s**" % "; ".join(r["inexact"]) if r["inexact"] else ""))
+        cells.append("%.0f / %.0f" % r["cpu"])
         rows.append("| " + " | ".join(cells) + " |")
     out = rows
     vox = next((r for r in results if r["tool"] == "voxd" and r["finished"]), None)

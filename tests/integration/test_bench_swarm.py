@@ -51,15 +51,13 @@ class BenchSwarmTest(unittest.TestCase):
         out, err = p.communicate(timeout=240)
         print(out)
         self.assertEqual(p.returncode, 0, "bench/swarm smoke failed:\n%s\n%s" % (out, err))
-        table = [l for l in out.splitlines() if l.startswith("| ")]
-        tools = {l.split("|")[1].strip(): l for l in table[1:]}
-        self.assertEqual(set(tools), {"voxd", "aria2-hybrid", "curl", "aria2"})
-        for tool, row in tools.items():
-            cells = [c.strip() for c in row.split("|")[1:-1]]
-            self.assertEqual(cells[1], "4/4", row)
-            self.assertEqual(cells[-1], "4/4", row)  # exact copies
-        origin = float([c.strip() for c in tools["voxd"].split("|")[1:-1]][6])
-        self.assertLessEqual(origin, 1.1)
+        table = [[c.strip() for c in l.split("|")[1:-1]] for l in out.splitlines() if l.startswith("| ")]
+        rows = {r[0]: dict(zip(table[0], r)) for r in table[2:]}
+        self.assertEqual(set(rows), {"voxd", "aria2-hybrid", "curl", "aria2"})
+        for tool, row in rows.items():
+            self.assertEqual(row["done"], "4/4", row)
+            self.assertEqual(row["exact"], "4/4", row)
+        self.assertLessEqual(float(rows["voxd"]["origin x S"]), 1.1)
         self.assertEqual(bench_namespaces(p.pid), [])
         self.assertEqual(processes_using(work), [])
 
