@@ -167,10 +167,12 @@ class Lab:
         elif leaf:
             run(tc + ["qdisc", "add", "dev", dev, "root"] + leaf)
         if loss:
-            rule = ('table netdev vxb_%s { chain out { type filter hook egress device "%s" priority 0; '
-                    'numgen random mod 1000000 < %d drop; } }' % (dev.replace("-", "_"), dev, int(loss * 1e6)))
-            subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rule, text=True, check=True,
-                           capture_output=True)
+            rule = ('table netdev vxb_%s {\n  chain out {\n    type filter hook egress device "%s" priority 0;\n'
+                    '    numgen random mod 1000000 < %d drop\n  }\n}\n' % (dev.replace("-", "_"), dev, int(loss * 1e6)))
+            r = subprocess.run(["ip", "netns", "exec", ns, "nft", "-f", "-"], input=rule, text=True,
+                               capture_output=True)
+            if r.returncode != 0:
+                raise RuntimeError("nft (loss on %s): %s" % (dev, r.stderr.strip()))
 
     def counters(self):
         """Bytes sent and received by every interface of the switch namespace: {ifname: (rx, tx)}."""

@@ -823,7 +823,7 @@ def main():
                 log("FAIL " + p)
             return 1
         return 0
-    except BenchError as e:
+    except (BenchError, RuntimeError) as e:
         log("bench/swarm: %s" % e)
         return 2
     except KeyboardInterrupt as e:
