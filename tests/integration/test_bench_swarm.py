@@ -52,7 +52,7 @@ class BenchSwarmTest(unittest.TestCase):
         print(out)
         self.assertEqual(p.returncode, 0, "bench/swarm smoke failed:\n%s\n%s" % (out, err))
         table = [[c.strip() for c in l.split("|")[1:-1]] for l in out.splitlines() if l.startswith("| ")]
-        rows = {r[0]: dict(zip(table[0], r)) for r in table[2:]}
+        rows = {r[0]: dict(zip(table[0], r)) for r in table[1:]}  # the |---| line is not "| "
         self.assertEqual(set(rows), {"voxd", "aria2-hybrid", "curl", "aria2"})
         for tool, row in rows.items():
             self.assertEqual(row["done"], "4/4", row)
