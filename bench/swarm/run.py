@@ -10,7 +10,6 @@ Each scenario (scenarios/*.yaml) builds its network of namespaces (netlab.py), s
 host in turn, with a fresh tracker and fresh disks. It prints a Markdown table per scenario, writes
 it with the plots to --out, and removes everything it created on exit, on error and on Ctrl-C."""
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -32,6 +31,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, HERE)
 
 from netlab import Lab, netem_available, parse_duration, parse_rate  # noqa: E402
+from harness import read_text, sha256_file  # noqa: E402
 from tracker_harness import bdecode, bencode, make_torrent  # noqa: E402
 
 BUILD = os.environ.get("VOXD_BUILD_DIR", os.path.join(ROOT, "build"))
@@ -687,14 +687,6 @@ def wait_for(pred, timeout, what):
     raise BenchError("timed out after %.0f s waiting for %s" % (timeout, what))
 
 
-def sha256_file(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(1 << 20), b""):
-            h.update(b)
-    return h.hexdigest()
-
-
 def same_file(path, digest):
     try:
         return sha256_file(path) == digest
@@ -707,14 +699,6 @@ def file_size(path):
         return os.path.getsize(path)
     except OSError:
         return 0
-
-
-def read_text(path):
-    try:
-        with open(path) as f:
-            return f.read()
-    except OSError:
-        return ""
 
 
 def read_lines(path):
