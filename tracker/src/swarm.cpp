@@ -237,18 +237,18 @@ void select_peers(const peer_table<P>& table, const P* self, bool self_is_seed, 
     // The site's fetcher is its first leecher to arrive (the lowest position: records are
     // appended, and removal moves only the last one), so simultaneous joiners agree on one.
     const auto self_at = static_cast<std::size_t>(self - &table[0]);
-    wan_fetcher = true;
-    for (std::size_t k = 0; k < n && wan_fetcher; ++k) {
+    bool local_seed = false, earlier_local_leecher = false;
+    for (std::size_t k = 0; k < n; ++k) {
       const auto& p = table[k];
       if (k == self_at) continue;
-      if (same_site(p, *self, site_bits))
-        wan_fetcher = !p.seed && k > self_at;
-      else
+      if (!same_site(p, *self, site_bits))
         remote_seeds = remote_seeds || p.seed;
+      else if (p.seed)
+        local_seed = true;
+      else
+        earlier_local_leecher = earlier_local_leecher || k < self_at;
     }
-    if (wan_fetcher && !remote_seeds)
-      for (std::size_t k = 0; k < n && !remote_seeds; ++k)
-        remote_seeds = table[k].seed && !same_site(table[k], *self, site_bits);
+    wan_fetcher = !local_seed && !earlier_local_leecher;
   }
   const std::size_t start = rnd % n;
   for (std::size_t k = 0; k < n && want > 0; ++k) {
