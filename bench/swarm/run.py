@@ -31,7 +31,8 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 sys.path.insert(0, HERE)
 
 from netlab import Lab, netem_available, parse_duration, parse_rate  # noqa: E402
-from harness import read_text, sha256_file  # noqa: E402
+from harness import read_text, sha256_file, wait_until  # noqa: E402
+from swarm_harness import piece_size_for  # noqa: E402
 from tracker_harness import bdecode, bencode, make_torrent  # noqa: E402
 
 BUILD = os.environ.get("VOXD_BUILD_DIR", os.path.join(ROOT, "build"))
@@ -359,12 +360,9 @@ class Aria2Hybrid(Tool):
             if not lfs:
                 self.items.append((p, self.origin.resolve_url(p)))
                 continue
-            # The same piece size voxd picks for its blob torrents (common/src/blob_torrent.cpp).
-            size, piece = os.path.getsize(local), 256 << 10
-            while piece < (8 << 20) and (size + piece - 1) // piece > 1024:
-                piece *= 2
+            # The same piece size voxd picks for its blob torrents.
             meta, _ = make_torrent(local, os.path.basename(p), "http://%s:%d/announce" % (TRACKER_IP, TRACKER_PORT),
-                                   piece)
+                                   piece_size_for(os.path.getsize(local)))
             d = bdecode(meta)
             d[b"url-list"] = self.origin.webseed_url(digest).encode()
             t = os.path.join(self.rdir, digest + ".torrent")
@@ -679,12 +677,10 @@ def require_replace(text, old, new):
 
 
 def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.1)
-    raise BenchError("timed out after %.0f s waiting for %s" % (timeout, what))
+    try:
+        wait_until(pred, timeout, what, interval=0.1)
+    except AssertionError as e:  # the harness speaks to unittest; the benchmark to its user
+        raise BenchError(str(e))
 
 
 def same_file(path, digest):
