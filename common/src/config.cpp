@@ -224,21 +224,38 @@ const std::vector<field>& fields() {
                  "How many models download at once; the rest wait in the queue.",
                  int_loader(&config::max_active, 1, 64),
                  [](config const& c) { return std::to_string(c.max_active); }});
-    t.push_back({"connections_per_origin", "integer", "Parallel HTTP range requests per origin.",
+    t.push_back({"connections_per_origin", "integer",
+                 "Parallel HTTP range requests per origin, shared by every file of the active "
+                 "models. An origin that answers 429 or 503, or resets connections, gets fewer "
+                 "for a while.",
                  int_loader(&config::connections_per_origin, 1, 64),
                  [](config const& c) { return std::to_string(c.connections_per_origin); }});
-    t.push_back(
-        {"chunk_size", "size", "Size of one range request; also the unit of resume after a crash.",
-         [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
-           if (auto e = want_scalar(n, "a size")) return e;
-           auto v = parse_size(n.Scalar());
-           if (!v) return v.err().message;
-           if (*v < (256u << 10) || *v > (1ull << 30))
-             return fmt::format("'{}' must be between 256KiB and 1GiB", n.Scalar());
-           c.chunk_size = *v;
-           return std::nullopt;
-         },
-         [](config const& c) { return format_bytes(c.chunk_size); }});
+    const auto size_between = [](std::uint64_t config::*field, std::uint64_t lo, std::uint64_t hi) {
+      return [field, lo, hi](config& c, YAML::Node const& n,
+                             std::string const&) -> std::optional<std::string> {
+        if (auto e = want_scalar(n, "a size")) return e;
+        auto v = parse_size(n.Scalar());
+        if (!v) return v.err().message;
+        if (*v < lo || *v > hi)
+          return fmt::format("'{}' must be between {} and {}", n.Scalar(), format_bytes(lo),
+                             format_bytes(hi));
+        c.*field = *v;
+        return std::nullopt;
+      };
+    };
+    t.push_back({"chunk_size", "size",
+                 "Largest byte range one request asks for. When no range is left to start, a "
+                 "free connection takes over half of the largest range still in flight, so every "
+                 "connection stays busy to the last byte. Resume after a crash works in 256 KiB "
+                 "blocks whatever this is.",
+                 size_between(&config::chunk_size, 256u << 10, 1ull << 30),
+                 [](config const& c) { return format_bytes(c.chunk_size); }});
+    t.push_back({"min_split_size", "size",
+                 "Smallest part of a range in flight that a free connection takes over. Smaller "
+                 "keeps more connections busy at the end of a file on an origin that gives each "
+                 "connection little; each takeover costs the origin a new connection.",
+                 size_between(&config::min_split_size, 256u << 10, 1ull << 30),
+                 [](config const& c) { return format_bytes(c.min_split_size); }});
     t.push_back({"max_attempts_per_origin", "integer",
                  "Failed or corrupt attempts at one file an origin is allowed before voxd stops "
                  "asking it for that file.",

@@ -512,7 +512,7 @@ void blob_broker::reuse_partial(const job_ptr& j) {
   const auto jpath = store_.journal_path(j->req.blob);
   std::error_code ec;
   if (!fs::exists(part, ec) || !fs::exists(jpath, ec)) return;
-  const auto chunk = settings_.fetch.chunk_size;
+  const auto chunk = range_plan::block;
   chunk_journal journal;
   if (!journal.open(jpath, j->req.size, chunk)) return;
   const auto& valid = journal.valid();

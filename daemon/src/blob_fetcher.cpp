@@ -8,6 +8,9 @@
 
 #include <algorithm>
 #include <charconv>
+#include <limits>
+
+#include <curl/curl.h>
 
 #include "voxd/common/units.hpp"
 #include "voxd/daemon/hub_api.hpp"
@@ -16,15 +19,21 @@ namespace voxd {
 
 namespace asio = boost::asio;
 
+// Feed mode: one piece, fetched into memory when the owner releases it.
 struct blob_fetcher::chunk {
-  // held: feed mode, not to be fetched unless the owner releases it.
-  enum class state { held, missing, in_flight, done } st = state::missing;
-  std::size_t origin = 0;  // who sent the bytes of a done chunk
+  // held: not to be fetched unless the owner releases it.
+  enum class state { held, missing, in_flight, done } st = state::held;
   http_engine::request_id request = 0;
-  std::uint64_t have = 0;      // bytes at the chunk's start already written by earlier requests
-  std::uint64_t recorded = 0;  // valid bytes the journal knows about
   std::shared_ptr<std::atomic<std::uint64_t>> received =
       std::make_shared<std::atomic<std::uint64_t>>(0);
+};
+
+// File mode: one request of the range engine.
+struct blob_fetcher::flight {
+  http_engine::request_id request = 0;
+  std::uint64_t begin = 0;
+  std::uint64_t asked_end = 0;  // exclusive; the cursor's end may have moved below it
+  std::shared_ptr<range_cursor> cursor;
 };
 
 struct blob_fetcher::task {
@@ -43,8 +52,11 @@ struct blob_fetcher::task {
   std::map<std::string, bool> wanters;  // model -> active
   int fd = -1;
   chunk_journal journal;
-  std::uint64_t chunk_size = 0;
-  std::vector<chunk> chunks;
+  std::optional<range_plan> plan;           // file mode
+  std::map<std::uint64_t, flight> flights;  // file mode: range id -> its request
+  std::vector<std::uint64_t> recorded;      // file mode: valid bytes per block the journal knows
+  std::uint64_t chunk_size = 0;             // feed mode
+  std::vector<chunk> chunks;                // feed mode
   std::unique_ptr<content_hasher> hasher;
   std::unique_ptr<piece_hasher> pieces;
   std::uint64_t hashed = 0;
@@ -62,6 +74,23 @@ struct blob_fetcher::task {
   bool feed() const { return req.feed_chunk > 0; }
   std::uint64_t chunk_begin(std::size_t i) const { return i * chunk_size; }
   std::uint64_t chunk_end(std::size_t i) const { return std::min(req.size, (i + 1) * chunk_size); }
+  bool has_unstarted() const {
+    if (!feed()) return plan->has_unstarted();
+    return std::any_of(chunks.begin(), chunks.end(),
+                       [](const chunk& c) { return c.st == chunk::state::missing; });
+  }
+  std::size_t requests_out() const {
+    if (!feed()) return flights.size();
+    return static_cast<std::size_t>(std::count_if(chunks.begin(), chunks.end(), [](const chunk& c) {
+      return c.st == chunk::state::in_flight;
+    }));
+  }
+  void cancel_all(http_engine& http) const {
+    for (const auto& [id, f] : flights)
+      http.cancel(f.request);
+    for (const auto& c : chunks)
+      if (c.st == chunk::state::in_flight) http.cancel(c.request);
+  }
 };
 
 blob_fetcher::blob_fetcher(asio::io_context& io, http_engine& http, hash_worker& hasher, store& st,
@@ -95,6 +124,12 @@ void blob_fetcher::arm_timer() {
   flush_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec || stopping_) return;
     flush();
+    // Hashing follows the bytes as they land, not only as requests end.
+    std::vector<std::shared_ptr<task>> files;
+    for (const auto& [id, t] : tasks_)
+      if (!t->feed()) files.push_back(t);
+    for (const auto& t : files)
+      maybe_hash(t);
     pump();  // picks up origins whose back-off ended
     arm_timer();
   });
@@ -117,13 +152,10 @@ void blob_fetcher::want(const blob_request& req, const std::string& model, bool 
     // Feed mode keeps no file of its own: released chunks go to memory and on to the owner.
     t->chunk_size = req.feed_chunk;
     t->chunks.resize(static_cast<std::size_t>((req.size + t->chunk_size - 1) / t->chunk_size));
-    for (auto& c : t->chunks)
-      c.st = chunk::state::held;
     tasks_.emplace(req.blob.str(), t);
     order_.push_back(req.blob.str());
     return;
   }
-  t->chunk_size = settings_.chunk_size;
   t->hasher = std::make_unique<content_hasher>(req.blob.kind(), req.size);
   if (req.piece_size > 0) t->pieces = std::make_unique<piece_hasher>(req.size, req.piece_size);
   const auto part = store_.partial_path(req.blob);
@@ -134,19 +166,17 @@ void blob_fetcher::want(const blob_request& req, const std::string& model, bool 
     asio::post(io_, [this, b = req.blob, s] { done_(b, s, {}); });
     return;
   }
-  if (auto s = t->journal.open(store_.journal_path(req.blob), req.size, t->chunk_size); !s) {
+  if (auto s = t->journal.open(store_.journal_path(req.blob), req.size, range_plan::block); !s) {
     asio::post(io_, [this, b = req.blob, s] { done_(b, s, {}); });
     return;
   }
-  const auto count = static_cast<std::size_t>((req.size + t->chunk_size - 1) / t->chunk_size);
-  t->chunks.resize(count);
+  t->plan.emplace(req.size, settings_.chunk_size, settings_.min_split);
+  t->recorded.assign(t->plan->blocks(), 0);
   std::uint64_t resumed = 0;
-  for (std::size_t i = 0; i < count; ++i) {
-    auto& c = t->chunks[i];
-    c.have = c.recorded =
-        std::min<std::uint64_t>(t->journal.valid()[i], t->chunk_end(i) - t->chunk_begin(i));
-    resumed += c.have;
-    if (c.have == t->chunk_end(i) - t->chunk_begin(i)) c.st = chunk::state::done;
+  for (std::size_t b = 0; b < t->plan->blocks(); ++b) {
+    t->plan->set_valid(b, t->journal.valid()[b]);
+    t->recorded[b] = t->plan->valid(b);
+    resumed += t->recorded[b];
   }
   if (resumed > 0)
     spdlog::info("{} ({}): resuming with {} of {} already on disk", req.path,
@@ -162,9 +192,7 @@ void blob_fetcher::set_active(const std::string& model, bool active) {
     auto it = t->wanters.find(model);
     if (it == t->wanters.end()) continue;
     it->second = active;
-    if (!is_active(*t))
-      for (auto& c : t->chunks)
-        if (c.st == chunk::state::in_flight) http_.cancel(c.request);
+    if (!is_active(*t)) t->cancel_all(http_);
   }
   pump();
 }
@@ -173,9 +201,7 @@ void blob_fetcher::unwant(const std::string& model) {
   std::vector<std::string> orphans;
   for (const auto& [id, t] : tasks_) {
     if (t->wanters.erase(model) == 0) continue;
-    if (!is_active(*t))
-      for (auto& c : t->chunks)
-        if (c.st == chunk::state::in_flight) http_.cancel(c.request);
+    if (!is_active(*t)) t->cancel_all(http_);
     if (t->wanters.empty()) orphans.push_back(id);
   }
   for (const auto& id : orphans) {
@@ -225,12 +251,11 @@ std::optional<blob_progress> blob_fetcher::progress(const blob_id& blob) const {
   if (it == tasks_.end()) return std::nullopt;
   const auto& t = *it->second;
   blob_progress p;
-  for (std::size_t i = 0; i < t.chunks.size(); ++i) {
-    if (t.chunks[i].st == chunk::state::done)
-      p.done += t.chunk_end(i) - t.chunk_begin(i);
-    else
-      p.done += t.chunks[i].have +
-                (t.chunks[i].st == chunk::state::in_flight ? t.chunks[i].received->load() : 0);
+  if (t.plan) {
+    p.done = t.plan->done_bytes();
+  } else {
+    for (std::size_t i = 0; i < t.chunks.size(); ++i)
+      if (t.chunks[i].st == chunk::state::done) p.done += t.chunk_end(i) - t.chunk_begin(i);
   }
   p.from_origin = t.from_origin->load();
   return p;
@@ -259,8 +284,13 @@ void blob_fetcher::pump() {
   const auto now = steady::now();
   bool waiting_on_backoff = false;
   for (std::size_t o = 0; o < origins_.size(); ++o) {
-    while (origins_[o].slots_used < connections_) {
-      bool started = false;
+    const int limit = origins_.connection_limit(o, connections_, now);
+    while (origins_[o].slots_used < limit) {
+      // Unstarted work first, to the blob with the fewest requests out, so that a model's small
+      // and large files run at once; then half of the largest range in flight anywhere.
+      std::shared_ptr<task> fresh, split;
+      std::size_t fewest = std::numeric_limits<std::size_t>::max();
+      std::uint64_t most = 0;
       for (const auto& id : order_) {
         const auto& t = tasks_[id];
         if (t->over || !is_active(*t)) continue;
@@ -271,14 +301,20 @@ void blob_fetcher::pump() {
           continue;
         }
         if (static_cast<std::size_t>(pick) != o || t->tries[o].resolving) continue;
-        const auto it = std::find_if(t->chunks.begin(), t->chunks.end(),
-                                     [](const chunk& c) { return c.st == chunk::state::missing; });
-        if (it == t->chunks.end()) continue;
-        start_chunk(t, static_cast<std::size_t>(it - t->chunks.begin()), o);
-        started = true;
-        break;
+        if (t->has_unstarted()) {
+          if (t->requests_out() < fewest) {
+            fewest = t->requests_out();
+            fresh = t;
+          }
+        } else if (t->plan) {
+          if (const auto n = t->plan->splittable(now); n > most) {
+            most = n;
+            split = t;
+          }
+        }
       }
-      if (!started) break;
+      const auto& t = fresh ? fresh : split;
+      if (!t || !start_next(t, o)) break;
     }
   }
   if (waiting_on_backoff) {
@@ -292,38 +328,82 @@ void blob_fetcher::pump() {
   }
 }
 
-void blob_fetcher::start_chunk(const std::shared_ptr<task>& t, std::size_t ci, std::size_t o) {
-  auto& tr = t->tries[o];
-  auto& c = t->chunks[ci];
-  const auto resolve =
-      hub::resolve_url(origins_[o].cfg.url, t->req.repo, t->req.commit, t->req.path);
+bool blob_fetcher::start_next(const std::shared_ptr<task>& t, std::size_t o) {
+  if (t->feed()) {
+    const auto it = std::find_if(t->chunks.begin(), t->chunks.end(),
+                                 [](const chunk& c) { return c.st == chunk::state::missing; });
+    if (it == t->chunks.end()) return false;
+    start_chunk(t, static_cast<std::size_t>(it - t->chunks.begin()), o);
+    return true;
+  }
+  const auto now = steady::now();
+  auto r = t->plan->take(now, origins_.connection_limit(o, connections_, now));
+  if (!r) return false;
+  start_range(t, *r, o);
+  return true;
+}
+
+// The URL for origin o (its resolved CDN URL, or the resolve URL, which then gates the others
+// until its redirect is known) and the counters every request of the task feeds.
+http_request blob_fetcher::request_for(task& t, std::size_t o, std::uint64_t from,
+                                       std::uint64_t to) {
+  auto& tr = t.tries[o];
   std::string url = tr.resolved_url;
   if (url.empty()) {
-    url = resolve;
+    url = hub::resolve_url(origins_[o].cfg.url, t.req.repo, t.req.commit, t.req.path);
     tr.resolving = true;
     tr.hops = 0;
   }
   http_request req;
   req.url = url;
   req.headers = origins_.auth_headers(o, url);
-  req.range = std::make_pair(t->chunk_begin(ci) + c.have, t->chunk_end(ci) - 1);
-  req.file_fd = t->fd;
-  req.file_offset = t->chunk_begin(ci) + c.have;
-  // File mode: error and redirect bodies only. Feed mode: the chunk itself.
-  req.max_body = t->feed() ? static_cast<std::size_t>(t->chunk_size) + (1 << 20) : 1 << 20;
+  req.range = std::make_pair(from, to - 1);
   req.stall_timeout_s = settings_.http_timeout_s;
+  ++origins_[o].slots_used;
+  return req;
+}
+
+void blob_fetcher::start_range(const std::shared_ptr<task>& t, const range_plan::range& r,
+                               std::size_t o) {
+  auto req = request_for(*t, o, r.begin, r.end);
+  req.file_fd = t->fd;
+  req.cursor = r.cursor;
+  req.max_body = 1 << 20;  // error and redirect bodies only
+  const auto url = req.url;
+  auto from_origin = t->from_origin;
+  auto origin_bytes = origins_[o].bytes;
+  auto& f = t->flights[r.id];
+  f.begin = r.begin;
+  f.asked_end = r.end;
+  f.cursor = r.cursor;
+  f.request = http_.submit(
+      std::move(req),
+      [this, blob = t->req.blob.str(), gen = t->gen, id = r.id, o, url](http_response resp) {
+        asio::post(io_, [this, blob, gen, id, o, url, resp = std::move(resp)]() mutable {
+          on_range_done(blob, gen, id, o, url, std::move(resp));
+        });
+      },
+      [from_origin, origin_bytes](std::uint64_t n) {
+        from_origin->fetch_add(n, std::memory_order_relaxed);
+        origin_bytes->fetch_add(n, std::memory_order_relaxed);
+      });
+}
+
+void blob_fetcher::start_chunk(const std::shared_ptr<task>& t, std::size_t ci, std::size_t o) {
+  auto& c = t->chunks[ci];
+  auto req = request_for(*t, o, t->chunk_begin(ci), t->chunk_end(ci));
+  req.max_body = static_cast<std::size_t>(t->chunk_size) + (1 << 20);
+  const auto url = req.url;
   c.st = chunk::state::in_flight;
   c.received->store(0);
-  ++origins_[o].slots_used;
   auto received = c.received;
   auto from_origin = t->from_origin;
   auto origin_bytes = origins_[o].bytes;
   c.request = http_.submit(
       std::move(req),
-      [this, blob = t->req.blob.str(), gen = t->gen, ci, o, url,
-       from = t->chunk_begin(ci) + c.have](http_response r) {
-        asio::post(io_, [this, blob, gen, ci, o, url, from, r = std::move(r)]() mutable {
-          on_chunk_done(blob, gen, ci, o, url, from, std::move(r));
+      [this, blob = t->req.blob.str(), gen = t->gen, ci, o, url](http_response r) {
+        asio::post(io_, [this, blob, gen, ci, o, url, r = std::move(r)]() mutable {
+          on_chunk_done(blob, gen, ci, o, url, std::move(r));
         });
       },
       [received, from_origin, origin_bytes](std::uint64_t n) {
@@ -373,9 +453,129 @@ std::string range_problem(const http_response& r, std::uint64_t a, std::uint64_t
 
 }  // namespace
 
+// What an answer says about origin o, for everything but a 200/206 body: redirects are
+// followed, failures counted. True when it is a 200/206 whose body the caller checks.
+bool blob_fetcher::handle_answer(task& t, std::size_t o, const std::string& url,
+                                 const http_response& r, bool was_resolving) {
+  auto& tr = t.tries[o];
+  if (!r.transport_ok()) {
+    // A connection the origin reset (or closed without an answer) is pushback, like a 503.
+    if (r.curl_code == CURLE_RECV_ERROR || r.curl_code == CURLE_SEND_ERROR ||
+        r.curl_code == CURLE_GOT_NOTHING)
+      origins_.reduce_connections(o, r.curl_error, steady::now());
+    transient_failure(t, o, fmt::format("{}: {}", url, r.curl_error));
+  } else if (r.status >= 300 && r.status < 400) {
+    const auto location = r.header("location");
+    const auto linked_etag = hub::normalize_etag(r.header("x-linked-etag"));
+    const auto linked_size = r.header("x-linked-size");
+    if (location.empty()) {
+      hard_failure(t, o, fmt::format("HTTP {} without a Location from {}", r.status, url), false);
+    } else if (!linked_etag.empty() && linked_etag != t.req.blob.str()) {
+      hard_failure(t, o,
+                   fmt::format("origin says '{}' is {}, the file list says {}", t.req.path,
+                               linked_etag, t.req.blob.str()),
+                   true);
+    } else if (!linked_size.empty() && linked_size != std::to_string(t.req.size)) {
+      hard_failure(t, o,
+                   fmt::format("origin says '{}' has {} bytes, the file list says {}", t.req.path,
+                               linked_size, t.req.size),
+                   true);
+    } else if (++tr.hops > 5) {
+      hard_failure(t, o, fmt::format("more than 5 redirects for {}", t.req.path), true);
+    } else {
+      tr.resolved_url = hub::resolve_location(url, location);
+      tr.fresh = true;
+      spdlog::debug("{}: {} redirects to {}", t.req.path, origins_[o].cfg.url,
+                    hub::url_authority(tr.resolved_url));
+    }
+  } else if (r.status == 200 || r.status == 206) {
+    return true;
+  } else if (r.status == 403 && !was_resolving && !tr.fresh) {
+    // A signed CDN URL has expired: ask the origin for a fresh one.
+    spdlog::info("{}: {} answered 403; resolving the file again", t.req.path,
+                 hub::url_authority(url));
+    tr.resolved_url.clear();
+  } else if (r.status == 429 || r.status >= 500) {
+    if (r.status == 429 || r.status == 503)
+      origins_.reduce_connections(o, fmt::format("HTTP {}", r.status), steady::now());
+    transient_failure(t, o, fmt::format("HTTP {} from {}", r.status, url), retry_after_seconds(r));
+  } else if (r.status == 404 || r.status == 410) {
+    hard_failure(
+        t, o,
+        fmt::format("HTTP {} from {}: the origin does not have '{}'", r.status, url, t.req.path),
+        true);
+  } else if (r.status == 401 || r.status == 403) {
+    hard_failure(t, o,
+                 fmt::format("HTTP {} from {}: refused (check the origin's token_file or HF_TOKEN)",
+                             r.status, url),
+                 true);
+  } else {
+    hard_failure(t, o, fmt::format("unexpected HTTP {} from {}", r.status, url), false);
+  }
+  return false;
+}
+
+void blob_fetcher::on_success(task& t, std::size_t o, const std::string& url, bool was_resolving) {
+  auto& tr = t.tries[o];
+  if (was_resolving) tr.resolved_url = url;
+  tr.fresh = false;
+  origins_.record_success(o);
+  t.contributors.insert(o);
+}
+
+void blob_fetcher::on_range_done(const std::string& blob, std::uint64_t gen, std::uint64_t id,
+                                 std::size_t o, const std::string& url, http_response r) {
+  --origins_[o].slots_used;
+  auto it = tasks_.find(blob);
+  if (it == tasks_.end() || it->second->gen != gen || it->second->over) {
+    pump();
+    return;
+  }
+  auto t = it->second;
+  const auto fit = t->flights.find(id);
+  if (fit == t->flights.end()) {
+    pump();
+    return;
+  }
+  const auto f = fit->second;
+  t->flights.erase(fit);
+  auto& tr = t->tries[o];
+  const bool was_resolving = tr.resolving && tr.resolved_url.empty();
+  tr.resolving = false;
+  // Bytes land in order, so what arrived for the range asked for stays valid even when the
+  // transfer then broke; bytes of an answer for some other range do not count.
+  const bool body = r.status == 200 || r.status == 206;
+  auto problem = body ? range_problem(r, f.begin, f.asked_end - 1, t->req.size) : std::string();
+  t->plan->finished(id, body && problem.empty());
+
+  if (r.curl_error == "cancelled") {
+    pump();
+    return;
+  }
+  if (body && !problem.empty()) {
+    hard_failure(*t, o, fmt::format("{}: {}", url, problem), false);
+  } else if (r.cut_short || handle_answer(*t, o, url, r, was_resolving)) {
+    std::uint64_t pos = 0, end = 0;
+    {
+      std::lock_guard lock(f.cursor->m);
+      pos = f.cursor->pos;
+      end = f.cursor->end;
+    }
+    if (pos < end)
+      hard_failure(*t, o,
+                   fmt::format("{}: received {} bytes for a {}-byte range", url, pos - f.begin,
+                               end - f.begin),
+                   false);
+    else
+      on_success(*t, o, url, was_resolving);
+  }
+  maybe_hash(t);
+  if (!t->over) check_exhausted(t);
+  pump();
+}
+
 void blob_fetcher::on_chunk_done(const std::string& blob, std::uint64_t gen, std::size_t ci,
-                                 std::size_t o, const std::string& url, std::uint64_t from,
-                                 http_response r) {
+                                 std::size_t o, const std::string& url, http_response r) {
   --origins_[o].slots_used;
   auto it = tasks_.find(blob);
   if (it == tasks_.end() || it->second->gen != gen || it->second->over) {
@@ -385,93 +585,29 @@ void blob_fetcher::on_chunk_done(const std::string& blob, std::uint64_t gen, std
   auto t = it->second;
   auto& c = t->chunks[ci];
   auto& tr = t->tries[o];
-  const auto origin_url = origins_[o].cfg.url;
   const bool was_resolving = tr.resolving && tr.resolved_url.empty();
   tr.resolving = false;
   c.st = chunk::state::missing;
-  // Bytes land in order, so what arrived for the range asked for stays valid even when the
-  // transfer then broke; bytes of an answer for some other range are not credited. Feed mode
-  // keeps nothing of a broken transfer: its bytes were only in memory.
-  const auto got = c.received->exchange(0);
-  const auto last = t->chunk_end(ci) - 1;
-  if (!t->feed() && (r.status == 200 || r.status == 206) &&
-      range_problem(r, from, last, t->req.size).empty())
-    c.have = std::min(c.have + got, t->chunk_end(ci) - t->chunk_begin(ci));
-
+  c.received->store(0);
   if (r.curl_error == "cancelled") {
     pump();
     return;
   }
-  if (!r.transport_ok()) {
-    transient_failure(*t, o, fmt::format("{}: {}", url, r.curl_error));
-  } else if (r.status >= 300 && r.status < 400) {
-    const auto location = r.header("location");
-    const auto linked_etag = hub::normalize_etag(r.header("x-linked-etag"));
-    const auto linked_size = r.header("x-linked-size");
-    if (location.empty()) {
-      hard_failure(*t, o, fmt::format("HTTP {} without a Location from {}", r.status, url), false);
-    } else if (!linked_etag.empty() && linked_etag != t->req.blob.str()) {
-      hard_failure(*t, o,
-                   fmt::format("origin says '{}' is {}, the file list says {}", t->req.path,
-                               linked_etag, t->req.blob.str()),
-                   true);
-    } else if (!linked_size.empty() && linked_size != std::to_string(t->req.size)) {
-      hard_failure(*t, o,
-                   fmt::format("origin says '{}' has {} bytes, the file list says {}", t->req.path,
-                               linked_size, t->req.size),
-                   true);
-    } else if (++tr.hops > 5) {
-      hard_failure(*t, o, fmt::format("more than 5 redirects for {}", t->req.path), true);
-    } else {
-      tr.resolved_url = hub::resolve_location(url, location);
-      tr.fresh = true;
-      spdlog::debug("{}: {} redirects to {}", t->req.path, origin_url,
-                    hub::url_authority(tr.resolved_url));
-    }
-  } else if (r.status == 200 || r.status == 206) {
-    const auto a = from, b = last;
+  if (handle_answer(*t, o, url, r, was_resolving)) {
+    const auto a = t->chunk_begin(ci), b = t->chunk_end(ci) - 1;
     auto problem = range_problem(r, a, b, t->req.size);
-    const bool all_there =
-        t->feed() ? r.body.size() == b - a + 1 : t->chunk_begin(ci) + c.have == b + 1;
-    if (problem.empty() && (r.body_bytes != b - a + 1 || !all_there))
-      problem = fmt::format("received {} bytes for a {}-byte range", r.body_bytes, b - a + 1);
+    if (problem.empty() && r.body.size() != b - a + 1)
+      problem = fmt::format("received {} bytes for a {}-byte range", r.body.size(), b - a + 1);
     if (!problem.empty()) {
       hard_failure(*t, o, fmt::format("{}: {}", url, problem), false);
     } else {
-      if (was_resolving) tr.resolved_url = url;
-      tr.fresh = false;
-      origins_.record_success(o);
+      on_success(*t, o, url, was_resolving);
       c.st = chunk::state::done;
-      c.origin = o;
-      t->contributors.insert(o);
-      if (t->feed()) {
-        // Posted, so the owner may call back into the fetcher.
-        asio::post(io_, [this, b = t->req.blob, ci, o, body = std::move(r.body)]() mutable {
-          if (on_chunk_) on_chunk_(b, ci, o, std::move(body));
-        });
-      } else {
-        maybe_hash(t);
-      }
+      // Posted, so the owner may call back into the fetcher.
+      asio::post(io_, [this, b = t->req.blob, ci, o, body = std::move(r.body)]() mutable {
+        if (on_chunk_) on_chunk_(b, ci, o, std::move(body));
+      });
     }
-  } else if (r.status == 403 && !was_resolving && !tr.fresh) {
-    // A signed CDN URL has expired: ask the origin for a fresh one.
-    spdlog::info("{}: {} answered 403; resolving the file again", t->req.path,
-                 hub::url_authority(url));
-    tr.resolved_url.clear();
-  } else if (r.status == 429 || r.status >= 500) {
-    transient_failure(*t, o, fmt::format("HTTP {} from {}", r.status, url), retry_after_seconds(r));
-  } else if (r.status == 404 || r.status == 410) {
-    hard_failure(
-        *t, o,
-        fmt::format("HTTP {} from {}: the origin does not have '{}'", r.status, url, t->req.path),
-        true);
-  } else if (r.status == 401 || r.status == 403) {
-    hard_failure(*t, o,
-                 fmt::format("HTTP {} from {}: refused (check the origin's token_file or HF_TOKEN)",
-                             r.status, url),
-                 true);
-  } else {
-    hard_failure(*t, o, fmt::format("unexpected HTTP {} from {}", r.status, url), false);
   }
   if (!t->over) check_exhausted(t);
   pump();
@@ -516,10 +652,8 @@ void blob_fetcher::check_exhausted(const std::shared_ptr<task>& t) {
 
 void blob_fetcher::maybe_hash(const std::shared_ptr<task>& t) {
   if (t->hashing || t->over || t->feed()) return;
-  std::size_t prefix = 0;
-  while (prefix < t->chunks.size() && t->chunks[prefix].st == chunk::state::done)
-    ++prefix;
-  const auto end = prefix == t->chunks.size() ? t->req.size : t->chunk_begin(prefix);
+  t->plan->sync();
+  const auto end = t->plan->valid_prefix();
   if (t->hashed < end) {
     t->hashing = true;
     hash_worker::job j;
@@ -541,7 +675,7 @@ void blob_fetcher::maybe_hash(const std::shared_ptr<task>& t) {
     hasher_.submit(std::move(j));
     return;
   }
-  if (t->hashed == t->req.size && prefix == t->chunks.size()) finalize(t);
+  if (t->hashed == t->req.size && t->plan->complete() && t->flights.empty()) finalize(t);
 }
 
 void blob_fetcher::finalize(const std::shared_ptr<task>& t) {
@@ -565,10 +699,10 @@ void blob_fetcher::finalize(const std::shared_ptr<task>& t) {
     t->hasher = std::make_unique<content_hasher>(t->req.blob.kind(), t->req.size);
     if (t->pieces) t->pieces = std::make_unique<piece_hasher>(t->req.size, t->req.piece_size);
     t->contributors.clear();
-    for (auto& c : t->chunks) {
-      c.st = chunk::state::missing;
-      c.have = c.recorded = 0;
-    }
+    t->cancel_all(http_);
+    t->flights.clear();
+    t->plan.emplace(t->req.size, settings_.chunk_size, settings_.min_split);
+    std::fill(t->recorded.begin(), t->recorded.end(), 0);
     if (auto s = t->journal.reset(); !s) return finish(t, s);
     check_exhausted(t);
     pump();
@@ -587,8 +721,7 @@ void blob_fetcher::finalize(const std::shared_ptr<task>& t) {
 void blob_fetcher::finish(const std::shared_ptr<task>& t, const status& s) {
   if (t->over) return;
   t->over = true;
-  for (auto& c : t->chunks)
-    if (c.st == chunk::state::in_flight) http_.cancel(c.request);
+  t->cancel_all(http_);
   if (!s) sync_journal(*t);
   const auto id = t->req.blob.str();
   tasks_.erase(id);
@@ -604,16 +737,14 @@ void blob_fetcher::finish(const std::shared_ptr<task>& t, const status& s) {
 }
 
 void blob_fetcher::sync_journal(task& t) {
-  if (t.fd < 0) return;
+  if (t.fd < 0 || !t.plan) return;
+  t.plan->sync();
   std::vector<std::pair<std::uint32_t, std::uint32_t>> records;
-  for (std::size_t i = 0; i < t.chunks.size(); ++i) {
-    auto& c = t.chunks[i];
-    const auto valid = c.st == chunk::state::done
-                           ? t.chunk_end(i) - t.chunk_begin(i)
-                           : c.have + (c.st == chunk::state::in_flight ? c.received->load() : 0);
-    if (valid <= c.recorded) continue;
-    records.emplace_back(static_cast<std::uint32_t>(i), static_cast<std::uint32_t>(valid));
-    c.recorded = valid;
+  for (std::size_t b = 0; b < t.plan->blocks(); ++b) {
+    const auto valid = t.plan->valid(b);
+    if (valid <= t.recorded[b]) continue;
+    records.emplace_back(static_cast<std::uint32_t>(b), static_cast<std::uint32_t>(valid));
+    t.recorded[b] = valid;
   }
   if (records.empty()) return;
   ::fdatasync(t.fd);  // data first, so the journal never claims bytes that are not on disk
@@ -630,8 +761,7 @@ void blob_fetcher::shutdown() {
   flush_timer_.cancel();
   backoff_timer_.cancel();
   for (const auto& [id, t] : tasks_)
-    for (auto& c : t->chunks)
-      if (c.st == chunk::state::in_flight) http_.cancel(c.request);
+    t->cancel_all(http_);
   flush();
 }
 

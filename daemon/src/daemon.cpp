@@ -917,6 +917,7 @@ struct daemon::impl {
     note(next->connections_per_origin != cfg.connections_per_origin, "connections_per_origin",
          false);
     note(next->chunk_size != cfg.chunk_size, "chunk_size", false);
+    note(next->min_split_size != cfg.min_split_size, "min_split_size", false);
     note(next->max_attempts_per_origin != cfg.max_attempts_per_origin, "max_attempts_per_origin",
          false);
     note(next->http_timeout != cfg.http_timeout, "http_timeout", false);
@@ -1000,8 +1001,8 @@ struct daemon::impl {
     hasher = std::make_unique<hash_worker>();
     resolver = std::make_unique<manifest_resolver>(io, *http, *origins, cfg.max_attempts_per_origin,
                                                    cfg.http_timeout);
-    fetch_settings fs{cfg.connections_per_origin, cfg.chunk_size, cfg.max_attempts_per_origin,
-                      cfg.http_timeout};
+    fetch_settings fs{cfg.connections_per_origin, cfg.chunk_size, cfg.min_split_size,
+                      cfg.max_attempts_per_origin, cfg.http_timeout};
     std::string registry_token;
     if (!cfg.registry_token_file.empty()) {
       auto t = read_token_file(cfg.registry_token_file);

@@ -2,6 +2,8 @@
 
 #include <curl/curl.h>
 #include <fmt/format.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -42,6 +44,7 @@ struct http_engine::impl {
     curl_slist* headers = nullptr;
     bool paused = false;
     bool cancelled = false;
+    clock::time_point rtt_read{};
     impl* owner = nullptr;
   };
 
@@ -92,34 +95,54 @@ struct http_engine::impl {
       }
       t->owner->tokens -= static_cast<double>(len);
     }
-    if (t->req.file_fd >= 0 && success_body) {
-      // Never write past the range asked for: a server that ignores Range must not clobber
-      // neighbouring chunks. The completion handler reports the short/long body.
-      std::uint64_t allowed = len;
-      if (t->req.range) {
-        const auto want = t->req.range->second - t->req.range->first + 1;
-        if (t->resp.body_bytes >= want)
-          allowed = 0;
-        else
-          allowed = std::min<std::uint64_t>(len, want - t->resp.body_bytes);
+    if (t->req.file_fd >= 0 && t->req.cursor && t->req.range && success_body) {
+      // Bytes of an answer for another range than the one asked for never reach the file.
+      if (code == 206 && t->resp.body_bytes == 0 &&
+          t->resp.header("content-range").rfind(fmt::format("bytes {}-", t->req.range->first), 0) !=
+              0) {
+        t->resp.curl_error =
+            fmt::format("the answer is for another range (Content-Range '{}', asked from {})",
+                        t->resp.header("content-range"), t->req.range->first);
+        return 0;  // aborts the transfer with CURLE_WRITE_ERROR
       }
+      auto& c = *t->req.cursor;
+      const auto asked_end = t->req.range->second + 1;
+      const auto now = clock::now();
+      std::uint32_t rtt = 0;
+      if (now - t->rtt_read > std::chrono::milliseconds(100)) {
+        t->rtt_read = now;
+        rtt = socket_rtt_us(t->easy);
+      }
+      std::lock_guard lock(c.m);
+      if (rtt != 0) c.rtt_us = rtt;
+      const auto allowed = std::min<std::uint64_t>(len, c.end > c.pos ? c.end - c.pos : 0);
       std::size_t off = 0;
       while (off < allowed) {
-        const auto w = ::pwrite(t->req.file_fd, data + off, allowed - off,
-                                static_cast<off_t>(t->req.file_offset + t->resp.body_bytes + off));
+        const auto w =
+            ::pwrite(t->req.file_fd, data + off, allowed - off, static_cast<off_t>(c.pos + off));
         if (w < 0) {
           if (errno == EINTR) continue;
           t->resp.curl_error =
               fmt::format("writing the partial file failed: {}", errno_text(errno));
-          return 0;  // aborts the transfer with CURLE_WRITE_ERROR
+          c.pos += off;
+          return 0;
         }
         off += static_cast<std::size_t>(w);
       }
+      c.pos += allowed;
+      t->resp.body_bytes += allowed;
+      if (t->progress) t->progress(allowed);
+      if (c.end < asked_end && c.pos >= c.end) {
+        // The rest of the range went to another connection: stop here.
+        t->resp.cut_short = true;
+        return 0;
+      }
       if (allowed < len) {
-        t->resp.body_bytes += len;
+        t->resp.body_bytes += len - allowed;
         t->resp.curl_error = "the server sent more bytes than the range asked for";
         return 0;
       }
+      return len;
     } else {
       if (t->resp.body.size() + len > t->req.max_body) {
         t->resp.curl_error = fmt::format("response body exceeds {} bytes", t->req.max_body);
@@ -130,6 +153,16 @@ struct http_engine::impl {
     t->resp.body_bytes += len;
     if (t->progress && success_body) t->progress(len);
     return len;
+  }
+
+  static std::uint32_t socket_rtt_us(CURL* easy) {
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    if (curl_easy_getinfo(easy, CURLINFO_ACTIVESOCKET, &fd) != CURLE_OK || fd == CURL_SOCKET_BAD)
+      return 0;
+    tcp_info info{};
+    socklen_t len = sizeof info;
+    if (::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) != 0) return 0;
+    return info.tcpi_rtt;
   }
 
   static int on_socket(void* user, curl_socket_t fd, curlsocktype purpose) {

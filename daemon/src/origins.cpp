@@ -88,6 +88,32 @@ void origin_pool::record_success(std::size_t i) {
   origins_[i].backoff_until = {};
 }
 
+namespace {
+constexpr auto cap_hold = std::chrono::seconds(15);
+constexpr auto cap_step = std::chrono::seconds(5);
+}  // namespace
+
+int origin_pool::connection_limit(std::size_t i, int base, steady::time_point now) {
+  auto& o = origins_[i];
+  if (o.connection_cap == 0) return base;
+  const auto calm = now - o.cap_since;
+  const auto steps = calm > cap_hold ? static_cast<int>((calm - cap_hold) / cap_step) : 0;
+  const int limit = std::min(base, o.connection_cap + steps);
+  if (limit >= base) o.connection_cap = 0;
+  return limit;
+}
+
+void origin_pool::reduce_connections(std::size_t i, const std::string& why,
+                                     steady::time_point now) {
+  auto& o = origins_[i];
+  if (o.connection_cap != 0 && now - o.cap_since < std::chrono::seconds(1)) return;
+  // Called once the failed request has given its slot back, hence + 1.
+  const int current = o.connection_cap != 0 ? connection_limit(i, 64, now) : o.slots_used + 1;
+  o.connection_cap = std::max(1, current / 2);
+  o.cap_since = now;
+  spdlog::info("origin {}: {}; using {} connections for a while", o.cfg.url, why, o.connection_cap);
+}
+
 std::vector<std::string> origin_pool::auth_headers(std::size_t i, const std::string& url) const {
   const auto& o = origins_[i];
   if (o.token.empty() || hub::url_authority(url) != o.authority) return {};

@@ -1,9 +1,11 @@
 #pragma once
-// Fetches blobs from the origins: each blob is cut into chunks fetched as parallel range requests
-// (connections_per_origin per origin), written in place into a partial file under state_dir,
-// hashed in order while the rest still downloads, journalled for resume, and moved into the store
-// only when the whole content matches the hub's id. Origins are tried in configured order; a
-// failing or corrupt origin is backed off and, per blob, given up after max_attempts.
+// Fetches blobs from the origins: the range engine (range_plan) keeps connections_per_origin range
+// requests per origin busy, shared by every blob wanted, to the last byte; bodies are written in
+// place into a partial file under state_dir, hashed in order while the rest still downloads,
+// journalled for resume in 256 KiB blocks, and moved into the store only when the whole content
+// matches the hub's id. Origins are tried in configured order; a failing or corrupt origin is
+// backed off and, per blob, given up after max_attempts; one that pushes back gets fewer
+// connections for a while.
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -21,6 +23,7 @@
 #include "voxd/daemon/hash_worker.hpp"
 #include "voxd/daemon/http_engine.hpp"
 #include "voxd/daemon/origins.hpp"
+#include "voxd/daemon/range_plan.hpp"
 #include "voxd/daemon/store.hpp"
 
 namespace voxd {
@@ -44,7 +47,8 @@ struct fetch_outcome {
 
 struct fetch_settings {
   int connections_per_origin = 8;
-  std::uint64_t chunk_size = 16ull << 20;
+  std::uint64_t chunk_size = 16ull << 20;  // largest range one request asks for
+  std::uint64_t min_split = 256ull << 10;  // smallest part of a range in flight taken over
   int max_attempts = 3;
   int http_timeout_s = 30;
 };
@@ -91,10 +95,19 @@ class blob_fetcher {
  private:
   struct task;
   struct chunk;
+  struct flight;
   void pump();
+  bool start_next(const std::shared_ptr<task>& t, std::size_t o);
+  http_request request_for(task& t, std::size_t o, std::uint64_t from, std::uint64_t to);
+  void start_range(const std::shared_ptr<task>& t, const range_plan::range& r, std::size_t o);
   void start_chunk(const std::shared_ptr<task>& t, std::size_t ci, std::size_t o);
+  void on_range_done(const std::string& blob, std::uint64_t gen, std::uint64_t id, std::size_t o,
+                     const std::string& url, http_response r);
   void on_chunk_done(const std::string& blob, std::uint64_t gen, std::size_t ci, std::size_t o,
-                     const std::string& url, std::uint64_t from, http_response r);
+                     const std::string& url, http_response r);
+  bool handle_answer(task& t, std::size_t o, const std::string& url, const http_response& r,
+                     bool was_resolving);
+  void on_success(task& t, std::size_t o, const std::string& url, bool was_resolving);
   void transient_failure(task& t, std::size_t o, const std::string& message, int retry_after = 0);
   void hard_failure(task& t, std::size_t o, const std::string& message, bool give_up);
   void check_exhausted(const std::shared_ptr<task>& t);

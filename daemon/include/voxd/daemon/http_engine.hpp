@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "voxd/daemon/range_plan.hpp"
+
 namespace voxd {
 
 struct http_request {
@@ -23,8 +25,11 @@ struct http_request {
   std::string url;
   std::vector<std::string> headers;                              // "Name: value"
   std::optional<std::pair<std::uint64_t, std::uint64_t>> range;  // inclusive byte range
-  int file_fd = -1;  // >= 0: write the body at file_offset onward
-  std::uint64_t file_offset = 0;
+  // >= 0: write a 206 body (or a 200 one for a range from 0) into this file at cursor->pos,
+  // advancing it; stop cleanly (cut_short) when it reaches cursor->end, which the owner may lower
+  // while the transfer runs. Set together with `range`.
+  int file_fd = -1;
+  std::shared_ptr<range_cursor> cursor;
   std::size_t max_body = 4 << 20;  // memory bodies above this fail the request
   int connect_timeout_s = 10;
   int stall_timeout_s = 30;  // abort when no byte arrives for this long
@@ -37,6 +42,7 @@ struct http_response {
   std::map<std::string, std::string> headers;  // lowercase names, last response only
   std::string body;                            // memory bodies
   std::uint64_t body_bytes = 0;                // bytes received (file or memory)
+  bool cut_short = false;  // file mode: stopped at a cursor end lowered after the request began
   bool transport_ok() const { return curl_code == 0 && curl_error.empty(); }
   std::string header(const std::string& name) const;
 };

@@ -26,6 +26,9 @@ struct origin_state {
       std::make_shared<std::atomic<std::uint64_t>>(0);
   std::uint64_t failures_total = 0;
   std::uint64_t corrupt_total = 0;
+  // After pushback (429, 503, reset connections): connections allowed, 0 = no reduction.
+  int connection_cap = 0;
+  steady::time_point cap_since{};
   bool retired = false;  // removed from the config by a reload; kept so indices stay stable
   int rank = 0;          // position in the configured order (preference among equals)
 };
@@ -50,6 +53,11 @@ class origin_pool {
   // Starts or extends a back-off (1 s doubling to 60 s, or the server's Retry-After).
   void record_failure(std::size_t i, const std::string& message, int retry_after_s = 0);
   void record_success(std::size_t i);
+  // The origin pushed back (429, 503, a reset connection): halve the connections it gets, at
+  // most once a second. They grow back by one every 5 s after 15 s without pushback.
+  void reduce_connections(std::size_t i, const std::string& why, steady::time_point now);
+  // How many connections origin i may have at once now: `base` unless it pushed back lately.
+  int connection_limit(std::size_t i, int base, steady::time_point now);
   // The Authorization header for url, if url is on origin i's host and a token is known.
   std::vector<std::string> auth_headers(std::size_t i, const std::string& url) const;
   steady::time_point earliest_backoff_end() const;
