@@ -77,12 +77,22 @@ def load_scenario(arg):
         raise BenchError("scenario %s: %s" % (arg, e.strerror))
     except yaml.YAMLError as e:
         raise BenchError("%s: %s" % (path, e))
-    known = {"description", "model", "origin", "sites", "start", "churn", "timeout", "tools"}
     if not isinstance(raw, dict):
         raise BenchError("%s: expected a mapping at the top" % path)
-    for k in raw:
-        if k not in known:
-            raise BenchError("%s: unknown key %r (known: %s)" % (path, k, ", ".join(sorted(known))))
+
+    def keys(node, where, known):
+        """A mapping at `where` (None for absent) holding only keys from `known`."""
+        if node is None:
+            return {}
+        if not isinstance(node, dict):
+            raise BenchError("%s: %s: expected a mapping" % (path, where or "the top"))
+        for k in node:
+            if k not in known:
+                raise BenchError("%s: %sunknown key %r (known: %s)" % (
+                    path, where + ": " if where else "", k, ", ".join(sorted(known))))
+        return node
+
+    keys(raw, "", {"description", "model", "origin", "sites", "start", "churn", "timeout", "tools"})
     for k in ("model", "origin", "sites"):
         if k not in raw:
             raise BenchError("%s: missing key %r" % (path, k))
@@ -101,25 +111,31 @@ def load_scenario(arg):
 
     sc = dict(name=os.path.basename(path)[:-5], path=path, description=raw.get("description", ""))
     sc["files"] = [(p, parse_size(v, "%s: model.%s" % (path, p))) for p, v in raw["model"].items()]
-    o = raw["origin"] or {}
+    o = keys(raw["origin"], "origin", {"up", "fail", "per_connection"})
     sc["origin_up"] = rate(o.get("up"), "origin.up")
+    # nginx's limit_rate on every CDN connection, in bytes per second (0: none).
+    sc["origin_per_connection"] = (rate(o.get("per_connection"), "origin.per_connection") or 0) / 8
     if not sc["origin_up"]:
         raise BenchError("%s: origin.up: the origin's uplink must be shaped (it is the slow one)" % path)
     sc["origin_fail"] = float(o.get("fail", 0))
     if not 0 <= sc["origin_fail"] < 1:
         raise BenchError("%s: origin.fail: %r is not a share in [0, 1)" % (path, o.get("fail")))
     sc["sites"] = []
+    if not isinstance(raw["sites"], list):
+        raise BenchError("%s: sites: expected a list" % path)
     for i, s in enumerate(raw["sites"], 1):
-        link, wan = s.get("link", {}), s.get("wan", {})
         where = "sites[%d]" % (i - 1)
+        keys(s, where, {"hosts", "link", "wan"})
+        link = keys(s.get("link"), where + ".link", {"up", "down", "delay", "loss"})
+        wan = keys(s.get("wan"), where + ".wan", {"up", "down", "delay", "loss"})
         sc["sites"].append(dict(
             hosts=int(s["hosts"]), up=rate(link.get("up"), where + ".link.up"),
             down=rate(link.get("down"), where + ".link.down"), delay=duration(link.get("delay"), where + ".link.delay"),
             loss=float(link.get("loss", 0)), wan_up=rate(wan.get("up"), where + ".wan.up"),
             wan_down=rate(wan.get("down"), where + ".wan.down"), wan_delay=duration(wan.get("delay"), where + ".wan.delay"),
             wan_loss=float(wan.get("loss", 0))))
-    sc["start_every"] = duration((raw.get("start") or {}).get("every", 0), "start.every")
-    churn = raw.get("churn") or {}
+    sc["start_every"] = duration(keys(raw.get("start"), "start", {"every"}).get("every", 0), "start.every")
+    churn = keys(raw.get("churn"), "churn", {"leave", "at"})
     sc["churn_leave"] = int(churn.get("leave", 0))
     sc["churn_at"] = float(churn.get("at", 0.5))
     sc["timeout"] = duration(raw.get("timeout", "10min"), "timeout")
@@ -189,7 +205,8 @@ class Origin:
                                    '        %.1f%% 1;\n        * "";\n    }\n    server {\n' % (sc["origin_fail"] * 100))
             conf = require_replace(conf, "root @ROOT@;", "root @ROOT@;\n        if ($vxb_fail) { return 503; }")
         conf = (conf.replace("@DIR@", self.work).replace("@LISTEN@", "%s:%d" % (ORIGIN_IP, CDN_PORT))
-                .replace("@ROOT@", os.path.join(self.work, "cdnroot")).replace("@SECRET@", SECRET))
+                .replace("@ROOT@", os.path.join(self.work, "cdnroot")).replace("@SECRET@", SECRET)
+                .replace("@LIMIT_RATE@", str(int(sc["origin_per_connection"]))))
         path = os.path.join(self.work, "nginx.conf")
         with open(path, "w") as f:
             f.write(conf)
@@ -538,7 +555,9 @@ def describe(sc, size, t_star, which, netem):
     lines = ["### %s" % sc["name"], "", sc["description"].strip(), "",
              "- model: %s in %d files; origin uplink %s%s" % (
                  fmt_mib(size), len(sc["files"]), fmt_rate(sc["origin_up"]),
-                 ", %d%% of CDN requests fail" % round(sc["origin_fail"] * 100) if sc["origin_fail"] else ""),
+                 (", %d%% of CDN requests fail" % round(sc["origin_fail"] * 100) if sc["origin_fail"] else "") +
+                 (", %s per CDN connection (nginx limit_rate)" % fmt_rate(sc["origin_per_connection"] * 8)
+                  if sc["origin_per_connection"] else "")),
              "- " + "; ".join(rates)]
     if sc["start_every"]:
         lines.append("- hosts start %.0f s apart" % sc["start_every"])

@@ -5,6 +5,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import random
 import shutil
 import signal
@@ -20,6 +21,10 @@ BUILD = os.environ.get("VOXD_BUILD_DIR", os.path.join(os.path.dirname(os.path.di
 DAEMON = os.path.join(BUILD, "daemon", "voxd-daemon")
 CLI = os.path.join(BUILD, "cli", "voxd")
 SECRET = "voxd-test-secret"
+
+
+# tests/fixtures/nginx.conf.in's log_format voxd.
+CDN_LOG_LINE = re.compile(r'^(\S+) (\d+) (\d+) "([^"]*)" "([^"]*)" (\S+) (\S+)$')
 
 
 def free_port(ip):
@@ -126,13 +131,14 @@ class Env:
         return path
 
     # ---- servers ---------------------------------------------------------------------------
-    def start_nginx(self, ip="127.0.0.2"):
+    def start_nginx(self, ip="127.0.0.2", limit_rate="0"):
         self.nginx_ip = ip
         self.nginx_port = free_port(ip)
         with open(os.path.join(FIXTURES, "nginx.conf.in")) as f:
             conf = f.read()
         conf = (conf.replace("@DIR@", self.dir).replace("@LISTEN@", "%s:%d" % (ip, self.nginx_port))
-                .replace("@ROOT@", os.path.join(self.dir, "cdnroot")).replace("@SECRET@", SECRET))
+                .replace("@ROOT@", os.path.join(self.dir, "cdnroot")).replace("@SECRET@", SECRET)
+                .replace("@LIMIT_RATE@", limit_rate))
         path = os.path.join(self.dir, "nginx.conf")
         with open(path, "w") as f:
             f.write(conf)
@@ -231,8 +237,10 @@ class Env:
             return rows
         with open(path) as f:
             for line in f:
-                uri, status, nbytes, rest = line.split(" ", 3)
-                rows.append(dict(uri=uri, status=int(status), bytes=int(nbytes), auth=rest.split('" "')[-1].strip().strip('"')))
+                m = CDN_LOG_LINE.match(line)
+                uri, status, nbytes, rng, auth, end, took = m.groups()
+                rows.append(dict(uri=uri, status=int(status), bytes=int(nbytes), range=rng, auth=auth,
+                                 start=float(end) - float(took), end=float(end)))
         return rows
 
     def cdn_bytes(self, prefix="/cdn/"):

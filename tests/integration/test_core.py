@@ -26,14 +26,15 @@ def model_world(env, big_size=24 * MiB, repo="openbmb/VoxCPM1.5", seed=1, extra=
 
 
 class CoreTest(VoxdTest):
-    def start(self, repos=None, hub_kwargs=None, extra_config="", origins=None, token=None):
+    def start(self, repos=None, hub_kwargs=None, extra_config="", origins=None, token=None, limit_rate="0",
+              chunk_size="1MiB"):
         env = self.env
         if repos is None:
             repos = {"openbmb/VoxCPM1.5": {"refs": {"main": COMMIT}, "commits": {COMMIT: model_world(env)}}}
         self.world = env.world(repos)
-        env.start_nginx()
+        env.start_nginx(limit_rate=limit_rate)
         self.hub = env.start_hub(self.world, token=token, **(hub_kwargs or {}))
-        conf = env.write_config(origins or [self.hub], "chunk_size: 1MiB\n" + extra_config)
+        conf = env.write_config(origins or [self.hub], "chunk_size: %s\n" % chunk_size + extra_config)
         env.start_daemon(conf)
         return repos
 
@@ -183,6 +184,39 @@ class CoreTest(VoxdTest):
         print("kill -9 resume: the CDN served %d bytes for %d (%.3fx)" % (served, lfs_total, served / lfs_total))
         self.assertLessEqual(served, lfs_total * 1.05, "origin served %d bytes for %d" % (served, lfs_total))
         self.assertIn("already on disk", env.daemon_log())
+
+    def test_every_connection_stays_busy_to_the_end(self):
+        # A far mirror that gives each connection 256 KiB/s (nginx lets each request send about a
+        # second's worth at once); default request sizes. Until the last few percent of the model,
+        # connections_per_origin (8) ranges are in flight at once. The last ones are the ranges no
+        # longer worth a cut: about 8 connections x 2 x min_split_size (here 4 MiB of 34, 12%) at
+        # most; in practice about half that.
+        env = self.env
+        files = model_world(env, big_size=32 * MiB)
+        self.start(repos={"openbmb/VoxCPM1.5": {"refs": {"main": COMMIT}, "commits": {COMMIT: files}}},
+                   limit_rate="256k", chunk_size="16MiB")
+        env.cli("add", "voxcpm-1.5")
+        self.assert_exact("openbmb/VoxCPM1.5", COMMIT, files)
+        rows = [r for r in env.cdn_log() if r["status"] == 206 and r["uri"].startswith("/cdn/")]
+        total = sum(r["bytes"] for r in rows)
+        lfs = sum(os.path.getsize(f) for _, f, lfs in files if lfs)
+        self.assertLessEqual(total, lfs * 1.02)  # cuts lose little
+        t0, t1 = min(r["start"] for r in rows), max(r["end"] for r in rows)
+
+        def done_by(t):  # bytes served by time t, each request at its own constant rate
+            return sum(r["bytes"] * min(1.0, max(0.0, (t - r["start"]) / max(r["end"] - r["start"], 1e-3)))
+                       for r in rows)
+
+        samples = [t0 + (t1 - t0) * i / 400 for i in range(401)]
+        window = [t for t in samples if 0.03 * total <= done_by(t) <= 0.92 * total]
+        # A connection counts as busy for 50 ms after its request ends: the next request on it is
+        # the daemon's answer to that end, one round trip later.
+        busy = [sum(1 for r in rows if r["start"] <= t < r["end"] + 0.05) for t in window]
+        print("%d requests; in flight between 3%% and 92%% of the bytes: %d to %d" % (len(rows), min(busy), max(busy)))
+        self.assertGreater(len(window), 100)
+        if min(busy) < 8:
+            print([(round(t - t0, 2), b, round(done_by(t) / total, 3)) for t, b in zip(window, busy) if b < 8])
+        self.assertEqual(min(busy), 8)
 
     def test_shared_blob_fetched_once(self):
         env = self.env
