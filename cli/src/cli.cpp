@@ -206,6 +206,14 @@ void print_model(const json& m) {
                              str(l, "file"), format_bytes(u64(l, "bytes_done")),
                              format_bytes(u64(l, "bytes_total")));
   }
+  if (m.contains("group") && m["group"].is_object()) {
+    const auto& g = m["group"];
+    std::cout << fmt::format(
+        "first fetch: with {} daemons; this one has fetched {} pieces of {} and has {} to go "
+        "({} of {} reported by all)\n",
+        u64(g, "members"), u64(g, "pieces_done"), str(g, "file"), u64(g, "pieces_claimed"),
+        u64(g, "pieces_reported"), u64(g, "pieces"));
+  }
   if (!str(m, "path").empty()) std::cout << fmt::format("path:       {}\n", str(m, "path"));
   if (!str(m, "error").empty()) std::cout << fmt::format("error:      {}\n", str(m, "error"));
 }

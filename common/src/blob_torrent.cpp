@@ -29,6 +29,11 @@ result<std::vector<char>> build_blob_torrent(const blob_id& blob, std::uint64_t 
     return make_error(errc::invalid_argument,
                       fmt::format("blob {}: {} piece hashes for {} bytes in {}-byte pieces",
                                   blob.str(), pieces.size(), size, piece_size));
+  // libtorrent takes an all-zero hash for one never set (and throws): a real SHA-1 is never zero.
+  for (std::size_t i = 0; i < pieces.size(); ++i)
+    if (std::all_of(pieces[i].begin(), pieces[i].end(), [](unsigned char b) { return b == 0; }))
+      return make_error(errc::invalid_argument,
+                        fmt::format("blob {}: piece {} has an all-zero hash", blob.str(), i));
   lt::file_storage fs;
   fs.add_file(blob.str(), static_cast<std::int64_t>(size));
   lt::create_torrent ct(fs, piece_size,

@@ -35,6 +35,13 @@ constexpr double waiter_fast_window_s = 7.0;
 // A new swarm member gives the tracker and LSD this long to find peers before the feeder takes
 // pieces no connected peer has.
 constexpr auto discovery_grace = std::chrono::seconds(4);
+// In a swarm born of a group every piece is on some member's disk: a piece no connected peer has
+// yet is on its way (members hand theirs to libtorrent as they join) for this long, unless the
+// peers have nothing left to give.
+constexpr auto group_grace = std::chrono::seconds(10);
+// Every peer left (seeds re-add their torrent after their check, which drops connections): the
+// tracker is asked again, and the origins wait this long before taking what the peers had.
+constexpr auto peers_lost_grace = std::chrono::seconds(5);
 // Peers connected but silent this long count as a stalled swarm.
 constexpr auto swarm_stall = std::chrono::seconds(10);
 constexpr auto feed_every = std::chrono::milliseconds(250);
@@ -45,7 +52,7 @@ constexpr int max_rechecks = 3;
 }  // namespace
 
 struct blob_broker::job {
-  enum class phase { lookup, origin, waiting, swarm, verifying };
+  enum class phase { lookup, origin, waiting, swarm, verifying, group };
 
   job(blob_request r, asio::io_context& io) : req(std::move(r)), timer(io) {}
 
@@ -55,6 +62,11 @@ struct blob_broker::job {
   bool started = false;  // lookup under way or done
   bool holder = false;   // we hold the first-fetch lease
   std::optional<lease_info> lease;
+  std::unique_ptr<group_member> group;
+  std::set<int> fed_failed;  // origin pieces that failed the swarm torrent's hash
+  bool group_born = false;   // the swarm's torrent came from a group this daemon was in
+  bool had_peers = false;
+  steady::time_point peers_lost_at{};  // every peer left; the tracker is being asked again
   std::uint64_t renewed_done = 0;
   // Waiting: the holder's progress when first seen, to tell when its torrent is about due.
   std::uint64_t watch_from = 0;
@@ -107,6 +119,9 @@ blob_broker::blob_broker(asio::io_context& io, http_engine& http, hash_worker& h
                }) {
   fetcher_.on_chunk([this](const blob_id& b, std::size_t ci, std::size_t o, std::string data) {
     on_chunk(b, ci, o, std::move(data));
+  });
+  fetcher_.on_piece([this](const blob_id& b, int piece, const sha1_digest& sha1) {
+    if (auto j = find(b.str()); j && j->group) j->group->on_piece(piece, sha1);
   });
   std::error_code ec;
   fs::create_directories(store_.state_dir() / "torrents", ec);
@@ -164,7 +179,9 @@ void blob_broker::unwant(const std::string& model) {
     j->over = true;
     j->timer.cancel();
     if (j->ph == job::phase::swarm || j->ph == job::phase::verifying) leave_swarm(j, true);
+    if (j->group) j->group->leave();
     fetcher_.unwant(j->req.blob.str());
+    remove_partial(j->req.blob);
     if (j->holder) registry_.release_lease(j->req.blob, settings_.holder);
     jobs_.erase(j->req.blob.str());
   }
@@ -174,14 +191,16 @@ std::optional<blob_status> blob_broker::status_of(const blob_id& blob) const {
   auto j = find(blob.str());
   if (!j) return std::nullopt;
   blob_status s;
-  static constexpr const char* names[] = {"lookup", "origin", "waiting", "swarm", "verifying"};
+  static constexpr const char* names[] = {"lookup", "origin",    "waiting",
+                                          "swarm",  "verifying", "group"};
   s.phase = names[static_cast<int>(j->ph)];
   s.lease = j->lease;
   s.from_origin = j->from_origin;
   if (auto p = fetcher_.progress(blob)) {
     s.from_origin += p->from_origin;
-    if (j->ph == job::phase::origin) s.done = p->done;
+    if (j->ph == job::phase::origin || j->ph == job::phase::group) s.done = p->done;
   }
+  if (j->group) s.group = j->group->progress();
   if (j->ph == job::phase::swarm || j->ph == job::phase::verifying) {
     if (j->view) {
       const auto had =
@@ -216,9 +235,79 @@ void blob_broker::lookup(const job_ptr& j) {
       spdlog::warn("{}: {}; fetching from the origins", j->name(), r.err().message);
       return start_origin(j, true);
     }
-    if (!*r) return take_lease(j);
+    if (!*r) return join_group(j);
     start_swarm(j, std::move(**r));
   });
+}
+
+// The cooperative first fetch: this daemon's claim from the origins, its pieces' hashes to the
+// registry, then the group's swarm.
+void blob_broker::join_group(const job_ptr& j) {
+  j->ph = job::phase::group;
+  auto req = j->req;
+  req.feed_chunk = 0;
+  req.piece_size = piece_size_for(req.size);
+  req.claim = true;
+  fetcher_.want(req, req.blob.str(), is_active(*j));
+  j->group = std::make_unique<group_member>(
+      io_, registry_, fetcher_, req, settings_.holder,
+      [this, j](group_member::outcome o, const std::string& why) {
+        // Posted: the group member is still in its own callback.
+        asio::post(io_, [this, j, o, why] { on_group_done(j, o, why); });
+      });
+  spdlog::info(
+      "{}: first fetch at this site; fetching a part of it with the other daemons that "
+      "want it",
+      j->name());
+  j->group->start();
+}
+
+void blob_broker::on_group_done(const job_ptr& j, group_member::outcome o, const std::string& why) {
+  if (j->over || stopping_ || j->ph != job::phase::group) return;
+  if (auto p = fetcher_.progress(j->req.blob)) j->from_origin += p->from_origin;
+  fetcher_.detach(j->req.blob);  // its partial file and journal go on to the swarm or the lease
+  j->group.reset();
+  if (o == group_member::outcome::solo) {
+    spdlog::info("{}: {}; one daemon fetches it alone", j->name(), why);
+    return take_lease(j);
+  }
+  registry_.get_torrent(j->req.blob, [this, j](result<std::optional<std::string>> r) {
+    if (j->over || stopping_) return;
+    j->group_born = r && *r;
+    if (r && *r) return start_swarm(j, std::move(**r));
+    spdlog::warn("{}: the group's torrent is not in the registry ({}); asking again", j->name(),
+                 r ? "gone" : r.err().message);
+    lookup(j);
+  });
+}
+
+// The swarm's torrent disagrees with the hub's hash or with the origins: withdraw it for
+// everyone, discard what this daemon fetched under it, and let one daemon fetch the blob alone.
+void blob_broker::distrust_torrent(const job_ptr& j, const std::string& why,
+                                   std::vector<int> bad_pieces) {
+  spdlog::error("{}: {}; withdrawing the torrent at registry {}; one daemon fetches it alone",
+                j->name(), why, registry_.base_url());
+  registry_.withdraw(j->req.blob, settings_.holder, bad_pieces);
+  leave_swarm(j, true);
+  stop_fetch(j);
+  remove_partial(j->req.blob);
+  j->fed_failed.clear();
+  j->claimed.clear();
+  j->released.clear();
+  j->fed_by.clear();
+  j->fed_at.clear();
+  j->reused.clear();
+  j->reuse_checked = false;
+  j->rechecks = 0;
+  j->group_born = false;
+  j->torrent.clear();
+  lookup(j);
+}
+
+void blob_broker::remove_partial(const blob_id& blob) {
+  std::error_code ec;
+  fs::remove(store_.partial_path(blob), ec);
+  fs::remove(store_.journal_path(blob), ec);
 }
 
 void blob_broker::take_lease(const job_ptr& j) {
@@ -433,6 +522,22 @@ void blob_broker::feed(const job_ptr& j) {
     const auto budget = static_cast<std::size_t>(settings_.fetch.connections_per_origin) * 2;
     std::size_t in_flight = fetcher_.in_flight(j->req.blob);
     if (!j->origins_out && !grace && in_flight < budget) {
+      bool peers_have_more = false;
+      for (int p = 0; p < v.num_pieces && !peers_have_more; ++p)
+        peers_have_more =
+            !v.have[static_cast<std::size_t>(p)] && v.availability[static_cast<std::size_t>(p)] > 0;
+      if (v.peers > 0) {
+        j->had_peers = true;
+        j->peers_lost_at = {};
+      } else if (j->had_peers && j->peers_lost_at == steady::time_point{}) {
+        j->peers_lost_at = now;
+        swarm_->reannounce(j->req.blob);
+      }
+      const bool peers_coming_back =
+          j->peers_lost_at != steady::time_point{} && now - j->peers_lost_at < peers_lost_grace;
+      const bool members_joining =
+          (j->group_born && now - j->swarm_since < group_grace && peers_have_more) ||
+          peers_coming_back;
       std::vector<int> candidates;
       for (int p = v.num_pieces - 1; p >= 0; --p) {
         const auto i = static_cast<std::size_t>(p);
@@ -441,7 +546,7 @@ void blob_broker::feed(const job_ptr& j) {
           continue;
         // While the tracker knows a seed elsewhere (another site's, reached through this site's
         // WAN fetcher), a piece no connected peer has yet is on its way: not the origins'.
-        const bool nobody_has = v.availability[i] == 0 && !v.seed_elsewhere;
+        const bool nobody_has = v.availability[i] == 0 && !v.seed_elsewhere && !members_joining;
         if (nobody_has || stalled || link_idle) candidates.push_back(p);
       }
       // Rarest first; among equals from a point of this daemon's own, so that daemons feeding
@@ -564,6 +669,15 @@ void blob_broker::on_piece_failed(const blob_id& blob, int piece) {
   fetcher_.report_corrupt(blob, static_cast<std::size_t>(piece), it->second,
                           fmt::format("piece {} failed its SHA-1 check", piece));
   j->fed_by.erase(it);
+  // Pieces from the origins failing the torrent again and again: the torrent (a group's, with a
+  // bad report in it) is as likely wrong as the origins. A single fetch, checked against the hub's
+  // hash, settles it.
+  j->fed_failed.insert(piece);
+  if (j->fed_failed.size() >= 3)
+    return distrust_torrent(
+        j,
+        fmt::format("{} pieces from the origins failed the torrent's hashes", j->fed_failed.size()),
+        std::vector<int>(j->fed_failed.begin(), j->fed_failed.end()));
   j->fed_at.erase(piece);
   j->released.erase(piece);
   swarm_->set_wanted(blob, piece, true);
@@ -669,14 +783,15 @@ void blob_broker::verified(const job_ptr& j, const std::string& digest) {
   if (digest != j->req.blob.str()) {
     // Every piece matched the torrent even after a full re-check: the torrent describes other
     // bytes.
-    spdlog::error(
-        "{}: the swarm's content hashes to {}, not the hub's id; registry {} serves a wrong "
-        "torrent for it. Fetching from the origins instead",
-        j->name(), digest.substr(0, 12), registry_.base_url());
-    leave_swarm(j, true);
-    return start_origin(j, false);
+    return distrust_torrent(
+        j,
+        fmt::format("the swarm's content hashes to {}, not the hub's id, though every piece "
+                    "matched the torrent",
+                    digest.substr(0, 12)),
+        {});
   }
   leave_swarm(j, false);
+  remove_partial(j->req.blob);  // what a first fetch left for the swarm
   const auto partial = swarm_dir() / j->req.blob.str();
   if (auto s = store_.commit_blob(j->req.repo, j->req.blob, partial); !s) return finish(j, s);
   spdlog::info("{} verified and stored", j->name());

@@ -59,6 +59,7 @@ struct blob_fetcher::task {
   std::vector<chunk> chunks;                // feed mode
   std::unique_ptr<content_hasher> hasher;
   std::unique_ptr<piece_hasher> pieces;
+  std::vector<bool> piece_hashed;  // claim mode
   std::uint64_t hashed = 0;
   bool hashing = false;
   std::uint64_t gen = 0;  // bumped when the data is discarded; stale completions are ignored
@@ -170,7 +171,21 @@ void blob_fetcher::want(const blob_request& req, const std::string& model, bool 
     asio::post(io_, [this, b = req.blob, s] { done_(b, s, {}); });
     return;
   }
-  t->plan.emplace(req.size, settings_.chunk_size, settings_.min_split);
+  // A claim is fetched from its front with short ranges, so that a newcomer taking its back half
+  // finds it untouched.
+  t->plan.emplace(req.size,
+                  req.claim
+                      ? std::min<std::uint64_t>(settings_.chunk_size,
+                                                4 * static_cast<std::uint64_t>(req.piece_size))
+                      : settings_.chunk_size,
+                  settings_.min_split);
+  if (req.claim) {
+    t->plan->want_only({});  // nothing until the first claim
+    t->piece_hashed.assign(
+        static_cast<std::size_t>((req.size + static_cast<std::uint64_t>(req.piece_size) - 1) /
+                                 static_cast<std::uint64_t>(req.piece_size)),
+        false);
+  }
   t->recorded.assign(t->plan->blocks(), 0);
   std::uint64_t resumed = 0;
   for (std::size_t b = 0; b < t->plan->blocks(); ++b) {
@@ -212,6 +227,27 @@ void blob_fetcher::unwant(const std::string& model) {
     ::unlink(store_.partial_path(t->req.blob).c_str());
     ::unlink(store_.journal_path(t->req.blob).c_str());
   }
+}
+
+void blob_fetcher::set_claim(const blob_id& blob,
+                             const std::vector<std::pair<std::uint64_t, std::uint64_t>>& ranges) {
+  auto it = tasks_.find(blob.str());
+  if (it == tasks_.end() || !it->second->plan) return;
+  auto& t = *it->second;
+  for (const auto id : t.plan->want_only(ranges))
+    if (auto f = t.flights.find(id); f != t.flights.end()) http_.cancel(f->second.request);
+  pump();
+}
+
+void blob_fetcher::detach(const blob_id& blob) {
+  auto it = tasks_.find(blob.str());
+  if (it == tasks_.end()) return;
+  auto t = it->second;
+  t->over = true;
+  t->cancel_all(http_);
+  sync_journal(*t);
+  tasks_.erase(it);
+  order_.erase(std::remove(order_.begin(), order_.end(), blob.str()), order_.end());
 }
 
 void blob_fetcher::release(const blob_id& blob, std::size_t ci) {
@@ -523,25 +559,34 @@ void blob_fetcher::on_success(task& t, std::size_t o, const std::string& url, bo
   t.contributors.insert(o);
 }
 
-void blob_fetcher::on_range_done(const std::string& blob, std::uint64_t gen, std::uint64_t id,
-                                 std::size_t o, const std::string& url, http_response r) {
+// A request to origin o ended: its slot is free again. The task it was for, unless that is gone
+// or its data was discarded since.
+std::shared_ptr<blob_fetcher::task> blob_fetcher::answered(const std::string& blob,
+                                                           std::uint64_t gen, std::size_t o) {
   --origins_[o].slots_used;
   auto it = tasks_.find(blob);
-  if (it == tasks_.end() || it->second->gen != gen || it->second->over) {
-    pump();
-    return;
-  }
-  auto t = it->second;
-  const auto fit = t->flights.find(id);
-  if (fit == t->flights.end()) {
-    pump();
-    return;
-  }
-  const auto f = fit->second;
-  t->flights.erase(fit);
-  auto& tr = t->tries[o];
-  const bool was_resolving = tr.resolving && tr.resolved_url.empty();
+  if (it == tasks_.end() || it->second->gen != gen || it->second->over) return nullptr;
+  return it->second;
+}
+
+// The origin's first request (which the others wait for) has its answer; was it this one?
+bool blob_fetcher::end_resolving(task& t, std::size_t o) {
+  auto& tr = t.tries[o];
+  const bool was = tr.resolving && tr.resolved_url.empty();
   tr.resolving = false;
+  return was;
+}
+
+void blob_fetcher::on_range_done(const std::string& blob, std::uint64_t gen, std::uint64_t id,
+                                 std::size_t o, const std::string& url, http_response r) {
+  auto t = answered(blob, gen, o);
+  if (!t || t->flights.count(id) == 0) {
+    pump();
+    return;
+  }
+  const auto f = t->flights.at(id);
+  t->flights.erase(id);
+  const bool was_resolving = end_resolving(*t, o);
   // Bytes land in order, so what arrived for the range asked for stays valid even when the
   // transfer then broke; bytes of an answer for some other range do not count.
   const bool body = r.status == 200 || r.status == 206;
@@ -576,17 +621,13 @@ void blob_fetcher::on_range_done(const std::string& blob, std::uint64_t gen, std
 
 void blob_fetcher::on_chunk_done(const std::string& blob, std::uint64_t gen, std::size_t ci,
                                  std::size_t o, const std::string& url, http_response r) {
-  --origins_[o].slots_used;
-  auto it = tasks_.find(blob);
-  if (it == tasks_.end() || it->second->gen != gen || it->second->over) {
+  auto t = answered(blob, gen, o);
+  if (!t) {
     pump();
     return;
   }
-  auto t = it->second;
   auto& c = t->chunks[ci];
-  auto& tr = t->tries[o];
-  const bool was_resolving = tr.resolving && tr.resolved_url.empty();
-  tr.resolving = false;
+  const bool was_resolving = end_resolving(*t, o);
   c.st = chunk::state::missing;
   c.received->store(0);
   if (r.curl_error == "cancelled") {
@@ -650,8 +691,41 @@ void blob_fetcher::check_exhausted(const std::shared_ptr<task>& t) {
                                 t->req.path, t->req.blob.str().substr(0, 12), tried)));
 }
 
+// Claim mode: each piece on disk is hashed once, one at a time, and handed to the owner.
+void blob_fetcher::hash_pieces(const std::shared_ptr<task>& t) {
+  const auto ps = static_cast<std::uint64_t>(t->req.piece_size);
+  for (std::size_t p = 0; p < t->piece_hashed.size(); ++p) {
+    const auto from = p * ps, to = std::min(t->req.size, from + ps);
+    if (t->piece_hashed[p] || !t->plan->all_valid(from, to)) continue;
+    t->hashing = true;
+    auto ph = std::make_shared<piece_hasher>(to - from, t->req.piece_size);
+    hash_worker::job j;
+    j.fd = t->fd;
+    j.from = from;
+    j.to = to;
+    j.pieces = ph.get();
+    j.done = [this, t, p, ph, gen = t->gen](status s) {
+      asio::post(io_, [this, t, p, ph, gen, s] {
+        t->hashing = false;
+        if (t->over || gen != t->gen) return;
+        if (!s) return finish(t, s);
+        t->piece_hashed[p] = true;
+        if (on_piece_ && !ph->pieces().empty())
+          on_piece_(t->req.blob, static_cast<int>(p), ph->pieces().front());
+        maybe_hash(t);
+      });
+    };
+    hasher_.submit(std::move(j));
+    return;
+  }
+}
+
 void blob_fetcher::maybe_hash(const std::shared_ptr<task>& t) {
   if (t->hashing || t->over || t->feed()) return;
+  if (t->req.claim) {
+    t->plan->sync();
+    return hash_pieces(t);
+  }
   t->plan->sync();
   const auto end = t->plan->valid_prefix();
   if (t->hashed < end) {

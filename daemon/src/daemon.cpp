@@ -262,6 +262,8 @@ struct daemon::impl {
     bool waiting = false;  // every unfinished blob waits for another daemon's first fetch
     std::optional<lease_info> lease;
     std::string lease_file;
+    std::optional<group_progress> group;  // the largest part of a cooperative first fetch
+    std::string group_file;
   };
 
   model_progress progress_of(const model& m) const {
@@ -296,6 +298,10 @@ struct daemon::impl {
         p.from_wan += b->from_peers_wan;
         p.redundant += b->redundant;
         p.peers += b->peers;
+        if (b->group && (!p.group || b->group->pieces > p.group->pieces)) {
+          p.group = b->group;
+          p.group_file = f.path;
+        }
         if (b->phase == "waiting") {
           p.waiting = true;
           if (b->lease && !p.lease) {
@@ -352,6 +358,15 @@ struct daemon::impl {
                     {"bytes_total", p.lease->bytes_total}};
     else
       j["lease"] = nullptr;
+    if (p.group)
+      j["group"] = {{"file", p.group_file},
+                    {"pieces", p.group->pieces},
+                    {"pieces_claimed", p.group->pieces_claimed},
+                    {"pieces_done", p.group->pieces_done},
+                    {"pieces_reported", p.group->reported},
+                    {"members", p.group->members}};
+    else
+      j["group"] = nullptr;
     return j;
   }
 

@@ -53,7 +53,7 @@ void hash_worker::run() {
                                         n == 0 ? "unexpected end of file" : errno_text(errno)));
         break;
       }
-      j.hasher->update({buf.data(), static_cast<std::size_t>(n)});
+      if (j.hasher) j.hasher->update({buf.data(), static_cast<std::size_t>(n)});
       if (j.pieces) j.pieces->update({buf.data(), static_cast<std::size_t>(n)});
       off += static_cast<std::uint64_t>(n);
     }

@@ -29,6 +29,51 @@ result<lease_info> parse_lease_answer(long http_status, std::string_view body,
   return l;
 }
 
+result<group_view> parse_group_answer(long http_status, std::string_view body) {
+  const auto excerpt = [&] { return std::string(body.substr(0, 200)); };
+  if (http_status == 404 || http_status == 405)
+    return make_error(errc::not_found, "the registry has no first-fetch groups (API v2)");
+  if (http_status != 200)
+    return make_error(errc::protocol, fmt::format("HTTP {}: {}", http_status, excerpt()));
+  const auto j = json::parse(body, nullptr, false);
+  if (!j.is_object() || !j.contains("state") || !j["state"].is_string())
+    return make_error(errc::protocol, fmt::format("unreadable group answer: {}", excerpt()));
+  group_view v;
+  const auto& state = j["state"].get_ref<const std::string&>();
+  if (state == "member")
+    v.k = group_view::kind::member;
+  else if (state == "torrent")
+    v.k = group_view::kind::torrent;
+  else if (state == "solo")
+    v.k = group_view::kind::solo;
+  else
+    return make_error(errc::protocol, fmt::format("unknown group state '{}'", state.substr(0, 40)));
+  const auto count = [&](const char* k) {
+    return j.contains(k) && j[k].is_number_unsigned() && j[k].get<std::uint64_t>() < (1u << 30)
+               ? static_cast<int>(j[k].get<std::uint64_t>())
+               : 0;
+  };
+  v.members = count("members");
+  v.pieces = count("pieces");
+  v.reported = count("reported");
+  if (j.contains("claim")) {
+    if (!j["claim"].is_array())
+      return make_error(errc::protocol, "group answer: 'claim' is not a list");
+    for (const auto& r : j["claim"]) {
+      if (!r.is_array() || r.size() != 2 || !r[0].is_number_unsigned() ||
+          !r[1].is_number_unsigned())
+        return make_error(errc::protocol, "group answer: a claim is not a [first, last) pair");
+      const auto a = r[0].get<std::uint64_t>(), b = r[1].get<std::uint64_t>();
+      if (a >= b || b > static_cast<std::uint64_t>(v.pieces))
+        return make_error(errc::protocol, fmt::format("group answer: claim [{}, {}) is not within "
+                                                      "the blob's {} pieces",
+                                                      a, b, v.pieces));
+      v.claim.emplace_back(static_cast<int>(a), static_cast<int>(b));
+    }
+  }
+  return v;
+}
+
 registry_client::registry_client(asio::io_context& io, http_engine& http, std::string base_url,
                                  std::string token, int timeout_s)
     : io_(io),
@@ -104,6 +149,44 @@ void registry_client::take_lease(const blob_id& blob, const std::string& holder,
                                                       blob.str().substr(0, 12), l.err().message)));
          done(*l);
        });
+}
+
+void registry_client::join_group(const blob_id& blob, const std::string& member, std::uint64_t size,
+                                 int piece_size,
+                                 const std::vector<std::pair<int, sha1_digest>>& done, bool leave,
+                                 std::function<void(result<group_view>)> cb) {
+  if (!enabled()) return cb(make_error(errc::not_found, "no registry configured"));
+  json reports = json::array();
+  for (const auto& [p, h] : done) {
+    std::string hex;
+    for (auto b : h)
+      hex += fmt::format("{:02x}", b);
+    reports.push_back({p, hex});
+  }
+  json body{{"member", member},
+            {"size", size},
+            {"piece_size", piece_size},
+            {"done", reports},
+            {"leave", leave}};
+  call("POST", "/v2/blobs/" + blob.str() + "/group", body.dump(),
+       [this, cb = std::move(cb), blob](http_response r) {
+         if (!r.transport_ok())
+           return cb(make_error(errc::protocol,
+                                describe(r, "first-fetch group of " + blob.str().substr(0, 12))));
+         auto v = parse_group_answer(r.status, r.body);
+         if (!v)
+           return cb(
+               make_error(v.err().code, fmt::format("registry {}: group of {}: {}", base_,
+                                                    blob.str().substr(0, 12), v.err().message)));
+         cb(*v);
+       });
+}
+
+void registry_client::withdraw(const blob_id& blob, const std::string& member,
+                               const std::vector<int>& bad_pieces) {
+  if (!enabled()) return;
+  call("POST", "/v2/blobs/" + blob.str() + "/withdraw",
+       json{{"member", member}, {"bad_pieces", bad_pieces}}.dump(), [](http_response) {});
 }
 
 void registry_client::release_lease(const blob_id& blob, const std::string& holder) {

@@ -439,6 +439,12 @@ void swarm::complete(const blob_id& blob) {
   it->second.handle.flush_cache();
 }
 
+void swarm::reannounce(const blob_id& blob) {
+  auto it = impl_->torrents.find(blob.str());
+  if (it != impl_->torrents.end())
+    it->second.handle.force_reannounce(0, -1, lt::torrent_handle::ignore_min_interval);
+}
+
 void swarm::recheck(const blob_id& blob) {
   auto it = impl_->torrents.find(blob.str());
   if (it != impl_->torrents.end()) it->second.handle.force_recheck();

@@ -125,11 +125,11 @@ class SwarmEnv(Env):
         super().__init__()
         self.nodes = []
 
-    def start_origin(self, files, repo="org/swarm"):
+    def start_origin(self, files, repo="org/swarm", limit_rate="0"):
         self.repo = repo
         self.files = files
         world = self.world({repo: {"refs": {"main": COMMIT}, "commits": {COMMIT: files}}})
-        self.start_nginx()
+        self.start_nginx(limit_rate=limit_rate)
         self.hub = self.start_hub(world)
         return self.hub
 
@@ -139,10 +139,11 @@ class SwarmEnv(Env):
         self.token_file = os.path.join(self.dir, "publish-token")
         return self.tracker
 
-    def start_site(self, size):
-        """The origin serving a model whose weights are `size` bytes, and voxd-tracker."""
+    def start_site(self, size, limit_rate="0"):
+        """The origin serving a model whose weights are `size` bytes (each CDN connection limited to
+        limit_rate bytes/s, nginx syntax), and voxd-tracker."""
         files = swarm_files(self, size)
-        self.start_origin(files)
+        self.start_origin(files, limit_rate=limit_rate)
         self.start_tracker()
         return files
 

@@ -77,6 +77,17 @@ std::optional<std::string> registry::get(const blob_id& blob) const {
   return it->second.bytes;
 }
 
+void registry::remove(const blob_id& blob) {
+  std::lock_guard lock(mutex_);
+  auto it = torrents_.find(blob.str());
+  if (it == torrents_.end()) return;
+  hashes_.erase(it->second.hash);
+  torrents_.erase(it);
+  std::error_code ec;
+  fs::remove(dir_ / (blob.str() + ".torrent"), ec);
+  if (ec) spdlog::error("registry: cannot remove the torrent of {}: {}", blob.str(), ec.message());
+}
+
 bool registry::knows(const info_hash& h) const {
   std::lock_guard lock(mutex_);
   return hashes_.count(h) != 0;

@@ -1,5 +1,7 @@
 #include "voxd/tracker/server.hpp"
 
+#include "voxd/tracker/groups.hpp"
+
 #include <fmt/format.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -107,6 +109,7 @@ struct server::impl {
   server_options opts;  // read and replaced on the io thread only (requests and SIGHUP)
   swarm_store& swarms;
   registry& reg;
+  first_fetch_groups groups{reg};
   metrics m;
   tcp::acceptor acceptor{io};
   udp_proto::socket udp{io};
@@ -352,6 +355,7 @@ struct server::impl {
       return announce ? http_announce(query, peer, o, res) : http_scrape(query, o, res);
     }
     if (path.rfind("/v1/blobs/", 0) == 0) return handle_registry(req, path.substr(10), o, res);
+    if (path.rfind("/v2/blobs/", 0) == 0) return handle_group(req, path.substr(10), o, res);
     m.reject("not_found");
     respond(res, http::status::not_found, "not found\n");
   }
@@ -473,6 +477,51 @@ struct server::impl {
     respond(res, http::status::ok, lease_json(current).dump(), "application/json");
   }
 
+  // Registry API v2: first-fetch groups (docs/tracker.md).
+  void handle_group(const http::request<http::string_body>& req, std::string_view rest,
+                    const server_options& o, http::response<http::string_body>& res) {
+    const auto slash = rest.find('/');
+    auto blob = blob_id::parse(rest.substr(0, slash));
+    const auto what = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+    if (!blob || (what != "group" && what != "withdraw")) {
+      m.reject("not_found");
+      return respond(res, http::status::not_found,
+                     blob ? "not found\n" : blob.err().message + "\n");
+    }
+    if (req.method() != http::verb::post)
+      return respond(res, http::status::method_not_allowed, "use POST\n");
+    // Piece hashes and withdrawals shape every member's torrent: publishers only.
+    if (!o.publish_token.empty()) {
+      const auto auth = req[http::field::authorization];
+      const std::string want = "Bearer " + o.publish_token;
+      if (auth.size() != want.size() || CRYPTO_memcmp(auth.data(), want.data(), want.size()) != 0) {
+        m.reject("unauthorized");
+        res.set(http::field::www_authenticate, "Bearer");
+        return respond(res, http::status::unauthorized, "a valid publish token is required\n");
+      }
+    }
+    if (what == "withdraw") {
+      auto w = parse_withdraw_request(req.body());
+      if (!w) {
+        m.reject("malformed_group");
+        return respond(res, http::status::bad_request, w.err().message + "\n");
+      }
+      groups.withdraw(*blob, w->first, w->second, steady::now());
+      return respond(res, http::status::ok, "{}", "application/json");
+    }
+    auto r = parse_group_request(req.body());
+    if (!r) {
+      m.reject("malformed_group");
+      return respond(res, http::status::bad_request, r.err().message + "\n");
+    }
+    auto a = groups.join(*blob, *r, steady::now());
+    if (!a) {
+      m.reject("malformed_group");
+      return respond(res, http::status::bad_request, a.err().message + "\n");
+    }
+    respond(res, http::status::ok, encode_group_answer(*a), "application/json");
+  }
+
   std::string render_metrics() {
     std::string out;
     // A counter by protocol (http, udp) and result (ok, error).
@@ -513,6 +562,24 @@ struct server::impl {
         "# HELP voxd_tracker_leases Active first-fetch leases.\n# TYPE voxd_tracker_leases "
         "gauge\nvoxd_tracker_leases {}\n",
         reg.active_leases());
+    const auto g = groups.stats(steady::now());
+    out += fmt::format(
+        "# HELP voxd_tracker_groups Blobs being fetched first by a group of daemons.\n"
+        "# TYPE voxd_tracker_groups gauge\nvoxd_tracker_groups {}\n"
+        "# HELP voxd_tracker_group_members Daemons in first-fetch groups.\n"
+        "# TYPE voxd_tracker_group_members gauge\nvoxd_tracker_group_members {}\n"
+        "# HELP voxd_tracker_group_claims_total Claims given to group members.\n"
+        "# TYPE voxd_tracker_group_claims_total counter\nvoxd_tracker_group_claims_total {}\n"
+        "# HELP voxd_tracker_group_reassigned_total Claims taken from a member (half for a "
+        "newcomer, or all of one that stalled or left).\n"
+        "# TYPE voxd_tracker_group_reassigned_total counter\nvoxd_tracker_group_reassigned_total "
+        "{}\n"
+        "# HELP voxd_tracker_group_conflicts_total Pieces reported with two different hashes.\n"
+        "# TYPE voxd_tracker_group_conflicts_total counter\nvoxd_tracker_group_conflicts_total {}\n"
+        "# HELP voxd_tracker_group_withdrawn_total Group torrents withdrawn after a failed check.\n"
+        "# TYPE voxd_tracker_group_withdrawn_total counter\nvoxd_tracker_group_withdrawn_total "
+        "{}\n",
+        g.groups, g.members, g.claims, g.reassigned, g.conflicts, g.withdrawn);
     out +=
         "# HELP voxd_tracker_rejected_total Rejected requests by reason.\n# TYPE "
         "voxd_tracker_rejected_total counter\n";

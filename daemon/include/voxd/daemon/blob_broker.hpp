@@ -3,9 +3,10 @@
 // fetched"):
 //   - the registry knows the blob's torrent: join its swarm, and let the CDN feeder fetch from
 //     the origins the pieces the peers cannot supply soon enough (origin_policy);
-//   - it does not: take the blob's first-fetch lease and fetch from the origins, hashing pieces on
-//     the way, then publish the torrent and seed; or, when another daemon holds the lease, wait for
-//     its torrent and take the lease over if the holder stops making progress;
+//   - it does not: join the blob's first-fetch group (group_member) and fetch this daemon's claim
+//     from the origins, then join the group's swarm; when the registry wants a single fetcher
+//     (it has no groups, or withdrew a bad group torrent lately), take the blob's lease and fetch
+//     it alone, then publish the torrent and seed; or wait for the lease holder's torrent;
 //   - small blobs, or no registry: straight from the origins.
 // Every blob enters the store only after its full hub hash matches, whatever path it took.
 
@@ -19,6 +20,7 @@
 
 #include "voxd/common/config.hpp"
 #include "voxd/daemon/blob_fetcher.hpp"
+#include "voxd/daemon/group_member.hpp"
 #include "voxd/daemon/registry_client.hpp"
 #include "voxd/daemon/swarm.hpp"
 
@@ -32,14 +34,15 @@ struct broker_settings {
 };
 
 struct blob_status {
-  std::string phase;  // lookup, origin, waiting, swarm, verifying
+  std::string phase;  // lookup, group, origin, waiting, swarm, verifying
   std::uint64_t done = 0;
   std::uint64_t from_origin = 0;
   std::uint64_t from_peers_lan = 0;
   std::uint64_t from_peers_wan = 0;
   std::uint64_t redundant = 0;  // bytes received twice (peers' end game, late origin pieces)
   int peers = 0;
-  std::optional<lease_info> lease;  // ours while fetching first, the holder's while waiting
+  std::optional<lease_info> lease;      // ours while fetching first, the holder's while waiting
+  std::optional<group_progress> group;  // our part of a cooperative first fetch
 };
 
 struct blob_outcome {
@@ -86,6 +89,10 @@ class blob_broker {
   bool is_active(const job& j) const;
   void kick(const job_ptr& j);
   void lookup(const job_ptr& j);
+  void join_group(const job_ptr& j);
+  void on_group_done(const job_ptr& j, group_member::outcome o, const std::string& why);
+  void distrust_torrent(const job_ptr& j, const std::string& why, std::vector<int> bad_pieces);
+  void remove_partial(const blob_id& blob);
   void take_lease(const job_ptr& j);
   void wait_for_holder(const job_ptr& j);
   void renew_lease(const job_ptr& j);

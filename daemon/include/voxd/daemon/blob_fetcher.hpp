@@ -38,6 +38,10 @@ struct blob_request {
   // Feed mode (hybrid fetch): chunks of feed_chunk bytes are fetched into memory only when the
   // owner releases them, and handed to on_chunk; the owner verifies and stores the blob.
   std::uint64_t feed_chunk = 0;
+  // Claim mode (a cooperative first fetch): only the byte ranges set_claim gives are fetched;
+  // every piece of piece_size is hashed (SHA-1) once it is on disk and handed to on_piece. The
+  // blob is never finalized here: the owner takes the partial file on to the swarm (detach).
+  bool claim = false;
 };
 
 struct fetch_outcome {
@@ -66,6 +70,8 @@ class blob_fetcher {
   // Feed mode: a released chunk arrived from origin `origin` (an index into the pool).
   using chunk_fn =
       std::function<void(const blob_id&, std::size_t chunk, std::size_t origin, std::string data)>;
+  // Claim mode: piece `piece` is on disk and hashes to `sha1`.
+  using piece_fn = std::function<void(const blob_id&, int piece, const sha1_digest& sha1)>;
 
   blob_fetcher(boost::asio::io_context& io, http_engine& http, hash_worker& hasher, store& st,
                origin_pool& origins, fetch_settings settings, done_fn done);
@@ -86,6 +92,12 @@ class blob_fetcher {
   // Feed mode: chunks released and not yet delivered.
   std::size_t in_flight(const blob_id& blob) const;
   void on_chunk(chunk_fn fn) { on_chunk_ = std::move(fn); }
+  void on_piece(piece_fn fn) { on_piece_ = std::move(fn); }
+  // Claim mode: fetch these byte ranges of the blob (and nothing else) from now on.
+  void set_claim(const blob_id& blob,
+                 const std::vector<std::pair<std::uint64_t, std::uint64_t>>& ranges);
+  // Stops fetching the blob, keeping its partial file and journal for whoever goes on with it.
+  void detach(const blob_id& blob);
   // Under a download cap a few connections carry the rate; more would only hold bytes in flight.
   void set_download_cap(std::uint64_t bytes_per_second);
   // Makes written bytes durable (data file, then journal). Also runs every 100 ms.
@@ -105,6 +117,8 @@ class blob_fetcher {
                      const std::string& url, http_response r);
   void on_chunk_done(const std::string& blob, std::uint64_t gen, std::size_t ci, std::size_t o,
                      const std::string& url, http_response r);
+  std::shared_ptr<task> answered(const std::string& blob, std::uint64_t gen, std::size_t o);
+  bool end_resolving(task& t, std::size_t o);
   bool handle_answer(task& t, std::size_t o, const std::string& url, const http_response& r,
                      bool was_resolving);
   void on_success(task& t, std::size_t o, const std::string& url, bool was_resolving);
@@ -112,6 +126,7 @@ class blob_fetcher {
   void hard_failure(task& t, std::size_t o, const std::string& message, bool give_up);
   void check_exhausted(const std::shared_ptr<task>& t);
   void maybe_hash(const std::shared_ptr<task>& t);
+  void hash_pieces(const std::shared_ptr<task>& t);
   void finalize(const std::shared_ptr<task>& t);
   void finish(const std::shared_ptr<task>& t, const status& s);
   void sync_journal(task& t);
@@ -128,6 +143,7 @@ class blob_fetcher {
   fetch_settings settings_;
   done_fn done_;
   chunk_fn on_chunk_;
+  piece_fn on_piece_;
   std::map<std::string, std::shared_ptr<task>> tasks_;
   std::vector<std::string> order_;  // blob ids in the order they were wanted
   boost::asio::steady_timer flush_timer_;

@@ -21,7 +21,7 @@ class hash_worker {
     int fd = -1;
     std::uint64_t from = 0;
     std::uint64_t to = 0;
-    content_hasher* hasher = nullptr;  // owned by the caller, untouched until done runs
+    content_hasher* hasher = nullptr;  // optional; owned by the caller, untouched until done runs
     piece_hasher* pieces = nullptr;    // optional, fed the same bytes
     std::function<void(status)> done;  // called on the worker thread
   };

@@ -7,7 +7,9 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
+#include "voxd/common/blob_torrent.hpp"
 #include "voxd/common/error.hpp"
 #include "voxd/common/ids.hpp"
 #include "voxd/daemon/http_engine.hpp"
@@ -21,6 +23,19 @@ struct lease_info {
   std::uint64_t bytes_total = 0;
   double expires_in = 0;
 };
+
+// The registry's answer to a first-fetch group request (registry API v2).
+struct group_view {
+  enum class kind { member, torrent, solo } k = kind::member;
+  std::vector<std::pair<int, int>> claim;  // [first, last) runs of pieces still to fetch
+  int members = 0;
+  int pieces = 0;
+  int reported = 0;
+};
+
+// Reads the registry's answer to a group request. errc::not_found: the registry does not speak v2
+// (an older voxd-tracker, or a static file server standing in for it).
+result<group_view> parse_group_answer(long http_status, std::string_view body);
 
 // Reads the registry's answer to a lease request (HTTP status and body) made by `holder`.
 result<lease_info> parse_lease_answer(long http_status, std::string_view body,
@@ -44,6 +59,12 @@ class registry_client {
                   std::uint64_t bytes_total, int ttl_s,
                   std::function<void(result<lease_info>)> done);
   void release_lease(const blob_id& blob, const std::string& holder);
+  // Joins or renews the blob's first-fetch group, reporting the hashes of pieces fetched since.
+  void join_group(const blob_id& blob, const std::string& member, std::uint64_t size,
+                  int piece_size, const std::vector<std::pair<int, sha1_digest>>& done, bool leave,
+                  std::function<void(result<group_view>)> cb);
+  // The group's torrent did not match the hub's hash: nobody should use it.
+  void withdraw(const blob_id& blob, const std::string& member, const std::vector<int>& bad_pieces);
 
  private:
   void call(std::string method, std::string path, std::string body,

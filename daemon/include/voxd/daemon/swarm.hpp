@@ -106,6 +106,8 @@ class swarm {
   void complete(const blob_id& blob);
   // Hash-checks every piece on disk again; pieces that fail are fetched again.
   void recheck(const blob_id& blob);
+  // Asks the trackers for peers now (every peer left: a seed re-added after its check, say).
+  void reannounce(const blob_id& blob);
 
   std::optional<swarm_view> view(const blob_id& blob) const;
   void set_wanted(const blob_id& blob, int piece, bool wanted);

@@ -51,6 +51,8 @@ class registry {
   enum class put_outcome { stored, unchanged, conflict };
   result<put_outcome> put(const blob_id& blob, std::span<const char> bytes);
   std::optional<std::string> get(const blob_id& blob) const;
+  // Forgets the blob's torrent (withdrawn after a failed check), on disk too.
+  void remove(const blob_id& blob);
   bool knows(const info_hash& h) const;
   std::size_t size() const;
 

@@ -1,0 +1,117 @@
+#pragma once
+// First-fetch groups (registry API v2, docs/tracker.md): every daemon that wants a blob the
+// registry has no torrent for joins its group and is given a claim, a disjoint run of pieces to
+// fetch from the origins; it reports each piece's SHA-1 as it goes. A later member takes half of
+// the largest unfinished claim; a member that stops renewing or advancing loses its claim to the
+// others. When every piece has a hash, the group's torrent is built by the same deterministic rule
+// as a single fetcher's and stored in the registry. Two different hashes for one piece are a
+// conflict: the piece is fetched again. A torrent that a member finds wrong is withdrawn, and the
+// blob goes to single-fetcher leases for an hour. State is in memory, like leases.
+
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "voxd/common/blob_torrent.hpp"
+#include "voxd/common/error.hpp"
+#include "voxd/common/ids.hpp"
+#include "voxd/tracker/registry.hpp"
+
+namespace voxd::tracker {
+
+using steady_time = std::chrono::steady_clock::time_point;
+
+struct group_request {
+  std::string member;
+  std::uint64_t size = 0;
+  int piece_size = 0;
+  std::vector<std::pair<int, sha1_digest>> done;  // pieces fetched since the last report
+  bool leave = false;
+};
+
+struct group_answer {
+  enum class kind { member, torrent, solo } k = kind::member;
+  std::vector<std::pair<int, int>> claim;  // [first, last) runs of pieces, still to report
+  int members = 0;
+  int pieces = 0;
+  int reported = 0;
+};
+
+struct group_stats {
+  std::size_t groups = 0;
+  std::size_t members = 0;
+  std::uint64_t claims = 0;      // claims given out
+  std::uint64_t reassigned = 0;  // claims taken from a member (half of it, or all of a stalled one)
+  std::uint64_t conflicts = 0;   // pieces reported with two different hashes
+  std::uint64_t withdrawn = 0;   // group torrents withdrawn after a failed check
+};
+
+// The JSON bodies of POST /v2/blobs/<blob>/group (untrusted) and its answer.
+result<group_request> parse_group_request(std::string_view body);
+std::string encode_group_answer(const group_answer& a);
+// POST /v2/blobs/<blob>/withdraw: {"member": "...", "bad_pieces": [n, ...]}.
+result<std::pair<std::string, std::vector<int>>> parse_withdraw_request(std::string_view body);
+
+class first_fetch_groups {
+ public:
+  // A member silent this long leaves; one whose claim advances nothing this long loses it.
+  static constexpr auto member_ttl = std::chrono::seconds(5);
+  static constexpr auto claim_stall = std::chrono::seconds(30);
+  // How long a withdrawn blob goes to single-fetcher leases.
+  static constexpr auto solo_for = std::chrono::hours(1);
+  // The smallest run a later member takes from another's claim, and how far from done (at the
+  // rate its reports arrive) that claim must be: the victim learns of the loss only at its next
+  // renewal, and until then fetches on into what is no longer its own.
+  static constexpr int min_steal = 4;
+  static constexpr double min_steal_eta_s = 3.0;
+  // Daemons that add a model together join within this long of each other: their claims are split
+  // before anyone starts (the daemon waits as long before its first fetch).
+  static constexpr auto settle = std::chrono::milliseconds(300);
+
+  explicit first_fetch_groups(registry& reg) : reg_(reg) {}
+
+  // Joins or renews membership, applies the reports, answers the member's claim (or that the
+  // torrent is ready, or that the blob is in single-fetcher mode). Errors name the bad field.
+  result<group_answer> join(const blob_id& blob, const group_request& req, steady_time now);
+  // A member found the blob's torrent wrong (its whole-blob check failed): the torrent goes, and
+  // the reporters of `bad_pieces` are named in the log.
+  void withdraw(const blob_id& blob, const std::string& member, const std::vector<int>& bad_pieces,
+                steady_time now);
+  group_stats stats(steady_time now);
+
+ private:
+  struct member_state {
+    steady_time seen{};
+    steady_time advanced{};
+    steady_time joined{};
+    steady_time first_report{};
+    steady_time last_report{};
+    int reported = 0;  // pieces, since first_report (that batch included)
+  };
+  struct group {
+    std::uint64_t size = 0;
+    int piece_size = 0;
+    std::vector<std::optional<sha1_digest>> hashes;
+    std::vector<std::string> reporter;
+    std::vector<std::string> owner;  // member whose claim holds the piece; empty: unclaimed
+    std::map<std::string, member_state> members;
+    int reported = 0;
+  };
+  void expire(group& g, steady_time now);
+  void assign(group& g, const std::string& member, steady_time now);
+  static bool worth_stealing(const group& g, const std::string& victim, int run, steady_time now);
+  static std::vector<std::pair<int, int>> claim_of(const group& g, const std::string& member);
+
+  registry& reg_;
+  std::mutex mutex_;
+  std::map<std::string, group> groups_;
+  std::map<std::string, steady_time> solo_until_;
+  std::map<std::string, std::vector<std::string>> reporters_;  // of built torrents, for withdraw
+  group_stats totals_;
+};
+
+}  // namespace voxd::tracker
