@@ -206,10 +206,12 @@ class Origin:
             conf = require_replace(conf, "root @ROOT@;", "root @ROOT@;\n        if ($vxb_fail) { return 503; }")
         conf = (conf.replace("@DIR@", self.work).replace("@LISTEN@", "%s:%d" % (ORIGIN_IP, CDN_PORT))
                 .replace("@ROOT@", os.path.join(self.work, "cdnroot")).replace("@SECRET@", SECRET)
-                .replace("@LIMIT_RATE@", str(int(sc["origin_per_connection"]))))
+                .replace("@LIMIT_RATE@", "0"))
         path = os.path.join(self.work, "nginx.conf")
         with open(path, "w") as f:
             f.write(conf)
+        if sc["origin_per_connection"]:
+            self.limit_connections(sc["origin_per_connection"])
         self.host.popen(["nginx", "-c", path, "-e", os.path.join(self.work, "nginx-error.log")],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         ready = os.path.join(self.work, "hub.port")
@@ -225,6 +227,23 @@ class Origin:
         if probe.wait() != 0:
             raise BenchError("nginx cannot serve %s (its workers run as nobody: every directory above --work "
                              "must be readable by others)" % self.work)
+
+    def limit_connections(self, nbytes):
+        """Every CDN connection gets at most nbytes/s, as over a long lossy path: an nftables policer
+        per connection (client address and port) on the origin's egress drops what is above the
+        rate. nginx's limit_rate is per request and lets each one send about a second's worth at
+        once, so tools making small requests (web-seed pieces, the end of a range engine's file)
+        would barely be limited by it."""
+        # The empty table and its deletion first make this safe to run twice.
+        rule = ("table inet vxb_conn {}\ndelete table inet vxb_conn\n"
+                "table inet vxb_conn {\n  set flows { type ipv4_addr . inet_service; flags dynamic; timeout 1m; }\n"
+                "  chain out {\n    type filter hook output priority 0;\n"
+                "    tcp sport %d update @flows { ip daddr . tcp dport limit rate over %d bytes/second burst %d bytes }"
+                " drop\n  }\n}\n" % (CDN_PORT, int(nbytes), max(64 << 10, int(nbytes / 8))))
+        p = self.host.popen(["nft", "-f", "-"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        _, err = p.communicate(rule)
+        if p.returncode != 0:
+            raise BenchError("nft (per-connection limit at the origin): %s" % err.strip())
 
     @property
     def hub_url(self):
@@ -556,7 +575,7 @@ def describe(sc, size, t_star, which, netem):
              "- model: %s in %d files; origin uplink %s%s" % (
                  fmt_mib(size), len(sc["files"]), fmt_rate(sc["origin_up"]),
                  (", %d%% of CDN requests fail" % round(sc["origin_fail"] * 100) if sc["origin_fail"] else "") +
-                 (", %s per CDN connection (nginx limit_rate)" % fmt_rate(sc["origin_per_connection"] * 8)
+                 (", %s per CDN connection (nftables policer per connection)" % fmt_rate(sc["origin_per_connection"] * 8)
                   if sc["origin_per_connection"] else "")),
              "- " + "; ".join(rates)]
     if sc["start_every"]:

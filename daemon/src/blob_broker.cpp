@@ -287,7 +287,8 @@ void blob_broker::distrust_torrent(const job_ptr& j, const std::string& why,
                                    std::vector<int> bad_pieces) {
   spdlog::error("{}: {}; withdrawing the torrent at registry {}; one daemon fetches it alone",
                 j->name(), why, registry_.base_url());
-  registry_.withdraw(j->req.blob, settings_.holder, bad_pieces);
+  if (auto info = validate_blob_torrent(j->torrent, j->req.blob))
+    registry_.withdraw(j->req.blob, settings_.holder, info->info_hash, bad_pieces);
   leave_swarm(j, true);
   stop_fetch(j);
   remove_partial(j->req.blob);
@@ -666,18 +667,20 @@ void blob_broker::on_piece_failed(const blob_id& blob, int piece) {
   if (!j || j->ph != job::phase::swarm) return;
   auto it = j->fed_by.find(piece);
   if (it == j->fed_by.end()) return;  // a peer's piece: libtorrent bans the sender
-  fetcher_.report_corrupt(blob, static_cast<std::size_t>(piece), it->second,
-                          fmt::format("piece {} failed its SHA-1 check", piece));
-  j->fed_by.erase(it);
   // Pieces from the origins failing the torrent again and again: the torrent (a group's, with a
   // bad report in it) is as likely wrong as the origins. A single fetch, checked against the hub's
-  // hash, settles it.
+  // hash, settles it; the last failure is not counted against the origin, which would end that
+  // fetch before it began.
   j->fed_failed.insert(piece);
-  if (j->fed_failed.size() >= 3)
+  const auto enough = static_cast<std::size_t>(std::clamp(settings_.fetch.max_attempts, 1, 3));
+  if (j->fed_failed.size() >= enough)
     return distrust_torrent(
         j,
         fmt::format("{} pieces from the origins failed the torrent's hashes", j->fed_failed.size()),
         std::vector<int>(j->fed_failed.begin(), j->fed_failed.end()));
+  fetcher_.report_corrupt(blob, static_cast<std::size_t>(piece), it->second,
+                          fmt::format("piece {} failed its SHA-1 check", piece));
+  j->fed_by.erase(it);
   j->fed_at.erase(piece);
   j->released.erase(piece);
   swarm_->set_wanted(blob, piece, true);
@@ -685,7 +688,8 @@ void blob_broker::on_piece_failed(const blob_id& blob, int piece) {
 
 void blob_broker::on_fetch_done(const blob_id& blob, const voxd::status& s, fetch_outcome out) {
   auto j = find(blob.str());
-  if (!j || j->over) return;
+  // Looking the blob up, it has no fetch: this is the end of one it just stopped.
+  if (!j || j->over || j->ph == job::phase::lookup) return;
   j->from_origin += out.from_origin;
   if (j->ph == job::phase::swarm) {
     if (s) return;

@@ -183,10 +183,14 @@ void registry_client::join_group(const blob_id& blob, const std::string& member,
 }
 
 void registry_client::withdraw(const blob_id& blob, const std::string& member,
-                               const std::vector<int>& bad_pieces) {
+                               const sha1_digest& info_hash, const std::vector<int>& bad_pieces) {
   if (!enabled()) return;
+  std::string hex;
+  for (auto b : info_hash)
+    hex += fmt::format("{:02x}", b);
   call("POST", "/v2/blobs/" + blob.str() + "/withdraw",
-       json{{"member", member}, {"bad_pieces", bad_pieces}}.dump(), [](http_response) {});
+       json{{"member", member}, {"info_hash", hex}, {"bad_pieces", bad_pieces}}.dump(),
+       [](http_response) {});
 }
 
 void registry_client::release_lease(const blob_id& blob, const std::string& holder) {

@@ -49,7 +49,8 @@ class Node:
         self.port = 16000 + int(ip.split(".")[-1])
         lines = ["socket: %s" % self.socket, "state_dir: %s" % os.path.join(self.dir, "state"),
                  "hub_cache: %s" % self.hub_cache, "log_level: debug", "chunk_size: 1MiB",
-                 "origins:", "  - url: %s" % hub, "tracker: %s" % tracker_url,
+                 "origins:"] + ["  - url: %s" % h for h in ([hub] if isinstance(hub, str) else hub)] + [
+                 "tracker: %s" % tracker_url,
                  "peer:", "  listen: %s:%d" % (ip, self.port)]
         if registry_url:
             lines.append("registry: %s" % registry_url)
@@ -128,9 +129,9 @@ class SwarmEnv(Env):
     def start_origin(self, files, repo="org/swarm", limit_rate="0"):
         self.repo = repo
         self.files = files
-        world = self.world({repo: {"refs": {"main": COMMIT}, "commits": {COMMIT: files}}})
+        self.world_file = self.world({repo: {"refs": {"main": COMMIT}, "commits": {COMMIT: files}}})
         self.start_nginx(limit_rate=limit_rate)
-        self.hub = self.start_hub(world)
+        self.hub = self.start_hub(self.world_file)
         return self.hub
 
     def start_tracker(self, ip="127.0.0.3", extra=()):
@@ -147,8 +148,8 @@ class SwarmEnv(Env):
         self.start_tracker()
         return files
 
-    def node(self, n, extra="", tracker_url=None, registry_url=None):
-        node = Node(self, "node%d" % n, "127.0.1.%d" % n, self.hub,
+    def node(self, n, extra="", tracker_url=None, registry_url=None, origins=None):
+        node = Node(self, "node%d" % n, "127.0.1.%d" % n, origins or self.hub,
                     tracker_url or self.tracker.url + "/announce", registry_url=registry_url,
                     token_file=self.token_file, extra=extra)
         self.nodes.append(node)

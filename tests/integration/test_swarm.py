@@ -162,6 +162,46 @@ class SwarmTest(unittest.TestCase):
         self.assertEqual(hashlib.sha1(bencode(bdecode(body)[b"info"])).digest(), expected)
         print("a member lying about %d pieces: origin served %.3fx" % (len(lied), env.cdn_bytes() / size))
 
+    def test_a_daemon_arriving_half_way_takes_part_of_the_rest(self):
+        env = self.env
+        files = env.start_site(48 * MiB, limit_rate="256k")
+        a, b = env.node(1).start(), env.node(2).start()
+        procs = [("A", a.add("org/swarm")), ("B", b.add("org/swarm"))]
+
+        def reported():
+            g = a.status("org/swarm").get("group") if a.state("org/swarm") else None
+            return g["pieces_reported"] / g["pieces"] if g and g["pieces"] else 0
+
+        wait_until(lambda: reported() >= 0.4, 60, "the group half-way")
+        c = env.node(3).start()
+        procs.append(("C", c.add("org/swarm")))
+        self.wait_all(procs)
+        for n in (a, b, c):
+            n.assert_exact(self, env.repo, COMMIT, files)
+        size = env.lfs_size()
+        late = c.status("org/swarm")["bytes_from_origin"]
+        print("C arrived half-way and fetched %.0f%% of the blob from the origin; origin served %.3fx" % (
+            100.0 * late / size, env.cdn_bytes() / size))
+        self.assertGreater(late, 0.05 * size)
+        self.assertLessEqual(env.cdn_bytes(), 1.1 * env.total_size())
+        self.assertIn("takes pieces", env.tracker.read_log())
+
+    def test_a_corrupting_mirror_in_the_group(self):
+        # The site's first mirror corrupts what it serves (one byte in the middle of the file): the
+        # member whose claim holds that byte reports the hash of the corrupt piece. Every member's
+        # whole-blob check then fails: the torrent is withdrawn and one daemon fetches the blob alone,
+        # checked origin by origin. No store gets a wrong byte.
+        env = self.env
+        files = env.start_site(16 * MiB)
+        bad = env.start_hub(env.world_file, ip="127.0.0.4", cdn_prefix="corrupt", corrupt=True, name="bad")
+        nodes = [env.node(i, origins=[bad, env.hub]).start() for i in (1, 2, 3)]
+        self.wait_all([(n.name, n.add("org/swarm")) for n in nodes])
+        for n in nodes:
+            n.assert_exact(self, env.repo, COMMIT, files)
+        self.assertIn("withdrew the torrent", env.tracker.read_log())
+        self.assertIn("not the hub's id", "".join(n.read_log() for n in nodes))
+        print("a corrupting mirror in the group: origin served %.3fx" % (env.cdn_bytes("/") / env.lfs_size()))
+
     def test_bytes_received_twice_stay_under_two_percent(self):
         # libtorrent's end game asks a second peer for a few MB of blocks still in flight from the
         # first; that cost does not grow with the blob, so it is measured on a model-sized one.

@@ -112,8 +112,12 @@ TEST_F(GroupsTest, aSilentMemberLosesItsClaim) {
 TEST_F(GroupsTest, withdrawnTorrentsGoToSingleFetchersForAnHour) {
   join("a");
   EXPECT_EQ(join("a", {{0, 64}}).k, group_answer::kind::torrent);
-  groups_->withdraw(blob_, "a", {3, 4}, now_);
+  const auto info = validate_blob_torrent(*reg_->get(blob_), blob_);
+  ASSERT_TRUE(info);
+  withdraw_request w{"a", info->info_hash, {3, 4}};
+  EXPECT_TRUE(groups_->withdraw(blob_, w, now_));
   EXPECT_FALSE(reg_->get(blob_));
+  EXPECT_FALSE(groups_->withdraw(blob_, w, now_));  // a second member finding it wrong too
   EXPECT_EQ(join("b").k, group_answer::kind::solo);
   now_ += std::chrono::minutes(61);
   EXPECT_EQ(join("b").k, group_answer::kind::member);

@@ -20,6 +20,19 @@ std::string hex(const sha1_digest& d) {
 
 using json = nlohmann::json;
 
+bool parse_sha1(const std::string& h, sha1_digest& out) {
+  const auto nibble = [](char c) {
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+  };
+  if (h.size() != 40) return false;
+  for (std::size_t i = 0; i < 20; ++i) {
+    const int hi = nibble(h[2 * i]), lo = nibble(h[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    out[i] = static_cast<unsigned char>(hi * 16 + lo);
+  }
+  return true;
+}
+
 result<std::string> member_of(const json& j) {
   if (!j.contains("member") || !j["member"].is_string())
     return make_error(errc::invalid_argument, "'member' must be a string");
@@ -62,16 +75,7 @@ result<group_request> parse_group_request(std::string_view body) {
             fmt::format("'done': {} is not a [piece, sha1] pair", e.dump().substr(0, 80)));
       const auto& h = e[1].get_ref<const std::string&>();
       sha1_digest digest{};
-      const auto nibble = [](char c) {
-        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-      };
-      bool good = h.size() == 40;
-      for (std::size_t i = 0; good && i < 20; ++i) {
-        const int hi = nibble(h[2 * i]), lo = nibble(h[2 * i + 1]);
-        good = hi >= 0 && lo >= 0;
-        digest[i] = static_cast<unsigned char>(hi * 16 + lo);
-      }
-      if (!good)
+      if (!parse_sha1(h, digest))
         return make_error(errc::invalid_argument,
                           fmt::format("'done': '{}' is not 40 hex digits", h.substr(0, 80)));
       if (h == std::string(40, '0'))
@@ -95,22 +99,26 @@ std::string encode_group_answer(const group_answer& a) {
       .dump();
 }
 
-result<std::pair<std::string, std::vector<int>>> parse_withdraw_request(std::string_view body) {
+result<withdraw_request> parse_withdraw_request(std::string_view body) {
   const auto j = json::parse(body, nullptr, false);
   if (!j.is_object()) return make_error(errc::invalid_argument, "the body must be a JSON object");
+  withdraw_request w;
   auto m = member_of(j);
   if (!m) return m.err();
-  std::vector<int> bad;
+  w.member = std::move(*m);
+  if (!j.contains("info_hash") || !j["info_hash"].is_string() ||
+      !parse_sha1(j["info_hash"].get<std::string>(), w.info_hash))
+    return make_error(errc::invalid_argument, "'info_hash' must be 40 hex digits");
   if (j.contains("bad_pieces")) {
     if (!j["bad_pieces"].is_array() || j["bad_pieces"].size() > 1'000'000)
       return make_error(errc::invalid_argument, "'bad_pieces' must be a list of piece numbers");
     for (const auto& p : j["bad_pieces"]) {
       if (!p.is_number_unsigned() || p.get<std::uint64_t>() > (1u << 30))
         return make_error(errc::invalid_argument, "'bad_pieces' must be a list of piece numbers");
-      bad.push_back(static_cast<int>(p.get<std::uint64_t>()));
+      w.bad_pieces.push_back(static_cast<int>(p.get<std::uint64_t>()));
     }
   }
-  return std::make_pair(std::move(*m), std::move(bad));
+  return w;
 }
 
 std::vector<std::pair<int, int>> first_fetch_groups::claim_of(const group& g,
@@ -319,9 +327,16 @@ result<group_answer> first_fetch_groups::join(const blob_id& blob, const group_r
   return a;
 }
 
-void first_fetch_groups::withdraw(const blob_id& blob, const std::string& member,
-                                  const std::vector<int>& bad_pieces, steady_time now) {
+bool first_fetch_groups::withdraw(const blob_id& blob, const withdraw_request& w, steady_time now) {
   std::lock_guard lock(mutex_);
+  const auto current = reg_.get(blob);
+  const auto info = current ? validate_blob_torrent(*current, blob)
+                            : result<blob_torrent_info>(make_error(errc::not_found, ""));
+  if (!info || info->info_hash != w.info_hash) {
+    spdlog::info("registry: {} withdrew a torrent of {} that is gone already", w.member,
+                 blob.str());
+    return false;
+  }
   reg_.remove(blob);
   groups_.erase(blob.str());
   solo_until_[blob.str()] = now + solo_for;
@@ -329,7 +344,7 @@ void first_fetch_groups::withdraw(const blob_id& blob, const std::string& member
   std::string who;
   if (auto it = reporters_.find(blob.str()); it != reporters_.end()) {
     std::map<std::string, int> blame;
-    for (int p : bad_pieces)
+    for (int p : w.bad_pieces)
       if (p >= 0 && static_cast<std::size_t>(p) < it->second.size())
         ++blame[it->second[static_cast<std::size_t>(p)]];
     for (const auto& [name, count] : blame)
@@ -339,7 +354,8 @@ void first_fetch_groups::withdraw(const blob_id& blob, const std::string& member
   spdlog::warn(
       "registry: {} withdrew the torrent of {} ({} bad pieces{}{}); one daemon fetches it alone "
       "for the next hour",
-      member, blob.str(), bad_pieces.size(), who.empty() ? "" : ", reported by ", who);
+      w.member, blob.str(), w.bad_pieces.size(), who.empty() ? "" : ", reported by ", who);
+  return true;
 }
 
 group_stats first_fetch_groups::stats(steady_time now) {

@@ -506,8 +506,8 @@ struct server::impl {
         m.reject("malformed_group");
         return respond(res, http::status::bad_request, w.err().message + "\n");
       }
-      groups.withdraw(*blob, w->first, w->second, steady::now());
-      return respond(res, http::status::ok, "{}", "application/json");
+      const bool gone = groups.withdraw(*blob, *w, steady::now());
+      return respond(res, http::status::ok, json{{"withdrawn", gone}}.dump(), "application/json");
     }
     auto r = parse_group_request(req.body());
     if (!r) {

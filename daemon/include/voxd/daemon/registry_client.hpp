@@ -64,7 +64,8 @@ class registry_client {
                   int piece_size, const std::vector<std::pair<int, sha1_digest>>& done, bool leave,
                   std::function<void(result<group_view>)> cb);
   // The group's torrent did not match the hub's hash: nobody should use it.
-  void withdraw(const blob_id& blob, const std::string& member, const std::vector<int>& bad_pieces);
+  void withdraw(const blob_id& blob, const std::string& member, const sha1_digest& info_hash,
+                const std::vector<int>& bad_pieces);
 
  private:
   void call(std::string method, std::string path, std::string body,

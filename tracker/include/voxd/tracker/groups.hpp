@@ -53,8 +53,13 @@ struct group_stats {
 // The JSON bodies of POST /v2/blobs/<blob>/group (untrusted) and its answer.
 result<group_request> parse_group_request(std::string_view body);
 std::string encode_group_answer(const group_answer& a);
-// POST /v2/blobs/<blob>/withdraw: {"member": "...", "bad_pieces": [n, ...]}.
-result<std::pair<std::string, std::vector<int>>> parse_withdraw_request(std::string_view body);
+// POST /v2/blobs/<blob>/withdraw: {"member": "...", "info_hash": "<40 hex>", "bad_pieces": [n]}.
+struct withdraw_request {
+  std::string member;
+  sha1_digest info_hash{};  // the torrent found wrong; a newer one stays
+  std::vector<int> bad_pieces;
+};
+result<withdraw_request> parse_withdraw_request(std::string_view body);
 
 class first_fetch_groups {
  public:
@@ -77,10 +82,10 @@ class first_fetch_groups {
   // Joins or renews membership, applies the reports, answers the member's claim (or that the
   // torrent is ready, or that the blob is in single-fetcher mode). Errors name the bad field.
   result<group_answer> join(const blob_id& blob, const group_request& req, steady_time now);
-  // A member found the blob's torrent wrong (its whole-blob check failed): the torrent goes, and
-  // the reporters of `bad_pieces` are named in the log.
-  void withdraw(const blob_id& blob, const std::string& member, const std::vector<int>& bad_pieces,
-                steady_time now);
+  // A member found the blob's torrent wrong (its whole-blob check failed): the torrent goes, if it
+  // is still the one the member found wrong, and the reporters of its bad pieces are logged.
+  // False when it had gone already.
+  bool withdraw(const blob_id& blob, const withdraw_request& w, steady_time now);
   group_stats stats(steady_time now);
 
  private:
