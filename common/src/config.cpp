@@ -315,7 +315,8 @@ const std::vector<field>& fields() {
                  }});
     t.push_back({"registry_token_file", "path",
                  "File holding the registry's publish token (voxd-tracker publish_token_file); "
-                 "sent as a bearer token with publishes and leases. Default: none.",
+                 "sent as a bearer token with publishes, leases and first-fetch group reports. "
+                 "Default: none.",
                  path_loader(&config::registry_token_file), [](config const& c) {
                    return c.registry_token_file.empty() ? std::string("\"\"")
                                                         : c.registry_token_file;

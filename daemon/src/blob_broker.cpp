@@ -36,8 +36,8 @@ constexpr double waiter_fast_window_s = 7.0;
 // pieces no connected peer has.
 constexpr auto discovery_grace = std::chrono::seconds(4);
 // In a swarm born of a group every piece is on some member's disk: a piece no connected peer has
-// yet is on its way (members hand theirs to libtorrent as they join) for this long, unless the
-// peers have nothing left to give.
+// yet is on its way (members connect and hand theirs to libtorrent as they join) for this long; a
+// member that died leaves pieces the origins then fetch.
 constexpr auto group_grace = std::chrono::seconds(10);
 // Every peer left (seeds re-add their torrent after their check, which drops connections): the
 // tracker is asked again, and the origins wait this long before taking what the peers had.
@@ -67,6 +67,8 @@ struct blob_broker::job {
   bool group_born = false;   // the swarm's torrent came from a group this daemon was in
   bool had_peers = false;
   steady::time_point peers_lost_at{};  // every peer left; the tracker is being asked again
+  int last_peer_count = 0;
+  steady::time_point reannounced_at{};
   std::uint64_t renewed_done = 0;
   // Waiting: the holder's progress when first seen, to tell when its torrent is about due.
   std::uint64_t watch_from = 0;
@@ -523,22 +525,23 @@ void blob_broker::feed(const job_ptr& j) {
     const auto budget = static_cast<std::size_t>(settings_.fetch.connections_per_origin) * 2;
     std::size_t in_flight = fetcher_.in_flight(j->req.blob);
     if (!j->origins_out && !grace && in_flight < budget) {
-      bool peers_have_more = false;
-      for (int p = 0; p < v.num_pieces && !peers_have_more; ++p)
-        peers_have_more =
-            !v.have[static_cast<std::size_t>(p)] && v.availability[static_cast<std::size_t>(p)] > 0;
+      // A peer that left may be a member re-adding its torrent as a seed after its check: ask
+      // the tracker now rather than at the next interval, since seeds do not dial leechers.
+      if (v.peers < j->last_peer_count && now - j->reannounced_at > std::chrono::seconds(2)) {
+        j->reannounced_at = now;
+        swarm_->reannounce(j->req.blob);
+      }
+      j->last_peer_count = v.peers;
       if (v.peers > 0) {
         j->had_peers = true;
         j->peers_lost_at = {};
       } else if (j->had_peers && j->peers_lost_at == steady::time_point{}) {
         j->peers_lost_at = now;
-        swarm_->reannounce(j->req.blob);
       }
       const bool peers_coming_back =
           j->peers_lost_at != steady::time_point{} && now - j->peers_lost_at < peers_lost_grace;
       const bool members_joining =
-          (j->group_born && now - j->swarm_since < group_grace && peers_have_more) ||
-          peers_coming_back;
+          (j->group_born && now - j->swarm_since < group_grace) || peers_coming_back;
       std::vector<int> candidates;
       for (int p = v.num_pieces - 1; p >= 0; --p) {
         const auto i = static_cast<std::size_t>(p);

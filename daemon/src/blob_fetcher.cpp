@@ -181,6 +181,9 @@ void blob_fetcher::want(const blob_request& req, const std::string& model, bool 
                   settings_.min_split);
   if (req.claim) {
     t->plan->want_only({});  // nothing until the first claim
+    // Cutting a range loses what the origin already sent past the cut (at a shared bottleneck,
+    // its whole socket buffer); the end of a claim is a newcomer's to take, untouched.
+    t->plan->set_splitting(false);
     t->piece_hashed.assign(
         static_cast<std::size_t>((req.size + static_cast<std::uint64_t>(req.piece_size) - 1) /
                                  static_cast<std::uint64_t>(req.piece_size)),
@@ -237,6 +240,24 @@ void blob_fetcher::set_claim(const blob_id& blob,
   for (const auto id : t.plan->want_only(ranges))
     if (auto f = t.flights.find(id); f != t.flights.end()) http_.cancel(f->second.request);
   pump();
+}
+
+std::vector<std::pair<int, int>> blob_fetcher::unstarted_pieces(const blob_id& blob) const {
+  std::vector<std::pair<int, int>> runs;
+  auto it = tasks_.find(blob.str());
+  if (it == tasks_.end() || !it->second->plan || !it->second->req.claim) return runs;
+  const auto& t = *it->second;
+  const auto ps = static_cast<std::uint64_t>(t.req.piece_size);
+  const auto n = static_cast<int>(t.piece_hashed.size());
+  for (int p = 0; p < n; ++p) {
+    const auto from = static_cast<std::uint64_t>(p) * ps;
+    if (!t.plan->untouched(from, std::min(t.req.size, from + ps))) continue;
+    if (!runs.empty() && runs.back().second == p)
+      runs.back().second = p + 1;
+    else
+      runs.emplace_back(p, p + 1);
+  }
+  return runs;
 }
 
 void blob_fetcher::detach(const blob_id& blob) {

@@ -51,8 +51,8 @@ void group_member::renew() {
   in_flight_.insert(in_flight_.end(), unreported_.begin(), unreported_.end());
   unreported_.clear();
   registry_.join_group(
-      req_.blob, member_, req_.size, req_.piece_size, in_flight_, false,
-      [this, alive = alive_](result<group_view> r) {
+      req_.blob, member_, req_.size, req_.piece_size, in_flight_,
+      fetcher_.unstarted_pieces(req_.blob), false, [this, alive = alive_](result<group_view> r) {
         if (!*alive) return;
         asking_ = false;
         if (over_) return;
@@ -127,7 +127,7 @@ void group_member::leave() {
   timer_.cancel();
   auto report = in_flight_;
   report.insert(report.end(), unreported_.begin(), unreported_.end());
-  registry_.join_group(req_.blob, member_, req_.size, req_.piece_size, report, true,
+  registry_.join_group(req_.blob, member_, req_.size, req_.piece_size, report, {}, true,
                        [](result<group_view>) {});
 }
 

@@ -61,7 +61,7 @@ constexpr double min_eta_s = 1.0;
 
 std::uint64_t range_plan::split_point(const flight& f, steady_time now) const {
   const auto& c = *f.cursor;
-  if (c.pos >= c.end || c.end - c.pos < 2 * min_split_) return 0;
+  if (!splitting_ || c.pos >= c.end || c.end - c.pos < 2 * min_split_) return 0;
   const auto age = now - f.since;
   if (age < min_age) return 0;
   const auto rem = c.end - c.pos;
@@ -225,6 +225,12 @@ std::uint64_t range_plan::valid_prefix() const {
 bool range_plan::all_valid(std::uint64_t from, std::uint64_t to) const {
   for (auto b = block_of(from); b < valid_.size() && block_begin(b) < to; ++b)
     if (valid_[b] < block_end(b) - block_begin(b)) return false;
+  return true;
+}
+
+bool range_plan::untouched(std::uint64_t from, std::uint64_t to) const {
+  for (auto b = block_of(from); b < valid_.size() && block_begin(b) < to; ++b)
+    if (!wanted_[b] || owner_[b] != 0 || valid_[b] != 0) return false;
   return true;
 }
 

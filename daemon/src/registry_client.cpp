@@ -153,7 +153,8 @@ void registry_client::take_lease(const blob_id& blob, const std::string& holder,
 
 void registry_client::join_group(const blob_id& blob, const std::string& member, std::uint64_t size,
                                  int piece_size,
-                                 const std::vector<std::pair<int, sha1_digest>>& done, bool leave,
+                                 const std::vector<std::pair<int, sha1_digest>>& done,
+                                 const std::vector<std::pair<int, int>>& unstarted, bool leave,
                                  std::function<void(result<group_view>)> cb) {
   if (!enabled()) return cb(make_error(errc::not_found, "no registry configured"));
   json reports = json::array();
@@ -163,11 +164,11 @@ void registry_client::join_group(const blob_id& blob, const std::string& member,
       hex += fmt::format("{:02x}", b);
     reports.push_back({p, hex});
   }
-  json body{{"member", member},
-            {"size", size},
-            {"piece_size", piece_size},
-            {"done", reports},
-            {"leave", leave}};
+  json runs = json::array();
+  for (const auto& [from, to] : unstarted)
+    runs.push_back({from, to});
+  json body{{"member", member}, {"size", size},      {"piece_size", piece_size},
+            {"done", reports},  {"unstarted", runs}, {"leave", leave}};
   call("POST", "/v2/blobs/" + blob.str() + "/group", body.dump(),
        [this, cb = std::move(cb), blob](http_response r) {
          if (!r.transport_ok())

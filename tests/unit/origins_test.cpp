@@ -32,5 +32,24 @@ TEST(OriginPool, UnreadableTokenLeavesThePoolUnchanged) {
   EXPECT_EQ(pool->active(), (std::vector<std::size_t>{0}));
 }
 
+TEST(OriginPool, PushbackHalvesConnectionsForAWhileNeverMore) {
+  auto pool = origin_pool::make({{"https://a.example", ""}});
+  ASSERT_TRUE(pool);
+  const auto t0 = steady::now();
+  EXPECT_EQ(pool->connection_limit(0, 8, t0), 8);
+  (*pool)[0].slots_used = 7;  // the eighth request just answered 503
+  pool->reduce_connections(0, "HTTP 503", t0);
+  EXPECT_EQ(pool->connection_limit(0, 8, t0), 4);
+  pool->reduce_connections(0, "HTTP 503", t0 + std::chrono::milliseconds(100));  // same burst
+  EXPECT_EQ(pool->connection_limit(0, 8, t0), 4);
+  pool->reduce_connections(0, "HTTP 429", t0 + std::chrono::seconds(2));
+  const auto t1 = t0 + std::chrono::seconds(2);
+  EXPECT_EQ(pool->connection_limit(0, 8, t1), 2);
+  EXPECT_EQ(pool->connection_limit(0, 8, t1 + std::chrono::seconds(14)), 2);  // held
+  EXPECT_EQ(pool->connection_limit(0, 8, t1 + std::chrono::seconds(20)), 3);  // then one per 5 s
+  EXPECT_EQ(pool->connection_limit(0, 8, t1 + std::chrono::seconds(60)), 8);  // and never more
+  EXPECT_EQ(pool->connection_limit(0, 8, t1 + std::chrono::seconds(600)), 8);
+}
+
 }  // namespace
 }  // namespace voxd

@@ -63,6 +63,24 @@ result<group_request> parse_group_request(std::string_view body) {
       return make_error(errc::invalid_argument, "'leave' must be true or false");
     r.leave = j["leave"].get<bool>();
   }
+  if (j.contains("unstarted")) {
+    const auto& u = j["unstarted"];
+    if (!u.is_array() || u.size() > 1'000'000)
+      return make_error(errc::invalid_argument,
+                        "'unstarted' must be a list of [first, last) pairs");
+    std::vector<std::pair<int, int>> runs;
+    for (const auto& e : u) {
+      if (!e.is_array() || e.size() != 2 || !e[0].is_number_unsigned() ||
+          !e[1].is_number_unsigned() || e[0].get<std::uint64_t>() >= e[1].get<std::uint64_t>() ||
+          e[1].get<std::uint64_t>() > (1u << 30))
+        return make_error(errc::invalid_argument, fmt::format("'unstarted': {} is not a [first, "
+                                                              "last) pair",
+                                                              e.dump().substr(0, 80)));
+      runs.emplace_back(static_cast<int>(e[0].get<std::uint64_t>()),
+                        static_cast<int>(e[1].get<std::uint64_t>()));
+    }
+    r.unstarted = std::move(runs);
+  }
   if (j.contains("done")) {
     const auto& d = j["done"];
     if (!d.is_array() || d.size() > 1'000'000)
@@ -197,9 +215,19 @@ void first_fetch_groups::assign(group& g, const std::string& member, steady_time
       continue;
     }
     const auto& who = g.owner[i];
+    // A run is one owner's unreported pieces; of a member that says what it has not started,
+    // only those, so a steal cuts none of its requests.
+    const std::vector<bool>* fresh = nullptr;
+    if (auto m = g.members.find(who); !who.empty() && m != g.members.end() && m->second.unstarted)
+      fresh = &*m->second.unstarted;
+    if (fresh && !(*fresh)[i]) {
+      ++p;
+      continue;
+    }
     int q = p;
     while (q < n && !g.hashes[static_cast<std::size_t>(q)] &&
-           g.owner[static_cast<std::size_t>(q)] == who)
+           g.owner[static_cast<std::size_t>(q)] == who &&
+           (!fresh || (*fresh)[static_cast<std::size_t>(q)]))
       ++q;
     if (who.empty() && q - p > best_len) {
       best_from = p;
@@ -223,6 +251,11 @@ void first_fetch_groups::assign(group& g, const std::string& member, steady_time
   }
   for (int p = from; p < from + len; ++p)
     g.owner[static_cast<std::size_t>(p)] = member;
+  // The member starts on what it was given as soon as it hears: nobody takes it back before its
+  // next renewal says what it has not started.
+  if (auto m = g.members.find(member); m != g.members.end() && m->second.unstarted)
+    for (int p = from; p < from + len; ++p)
+      (*m->second.unstarted)[static_cast<std::size_t>(p)] = false;
   ++totals_.claims;
 }
 
@@ -276,6 +309,17 @@ result<group_answer> first_fetch_groups::join(const blob_id& blob, const group_r
   auto& ms = g.members[req.member];
   if (ms.seen == steady_time{}) ms.advanced = ms.joined = now;
   ms.seen = now;
+  if (req.unstarted) {
+    for (const auto& [from, to] : *req.unstarted)
+      if (to > pieces)
+        return make_error(
+            errc::invalid_argument,
+            fmt::format("'unstarted': [{}, {}) is past the blob's {} pieces", from, to, pieces));
+    ms.unstarted.emplace(static_cast<std::size_t>(pieces), false);
+    for (const auto& [from, to] : *req.unstarted)
+      for (int p = from; p < to; ++p)
+        (*ms.unstarted)[static_cast<std::size_t>(p)] = true;
+  }
   for (const auto& [p, h] : req.done) {
     const auto i = static_cast<std::size_t>(p);
     if (!g.hashes[i]) {

@@ -98,6 +98,8 @@ class blob_fetcher {
                  const std::vector<std::pair<std::uint64_t, std::uint64_t>>& ranges);
   // Stops fetching the blob, keeping its partial file and journal for whoever goes on with it.
   void detach(const blob_id& blob);
+  // Claim mode: runs [first, last) of pieces of the claim that no request has touched yet.
+  std::vector<std::pair<int, int>> unstarted_pieces(const blob_id& blob) const;
   // Under a download cap a few connections carry the rate; more would only hold bytes in flight.
   void set_download_cap(std::uint64_t bytes_per_second);
   // Makes written bytes durable (data file, then journal). Also runs every 100 ms.

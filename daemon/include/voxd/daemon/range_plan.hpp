@@ -81,6 +81,10 @@ class range_plan {
   std::uint64_t valid_prefix() const;
   // Every block overlapping [from, to) is on disk.
   bool all_valid(std::uint64_t from, std::uint64_t to) const;
+  // Every block overlapping [from, to) is wanted, empty and no range's.
+  bool untouched(std::uint64_t from, std::uint64_t to) const;
+  // Off: ranges in flight are never split (a claim's end is better left to a newcomer).
+  void set_splitting(bool on) { splitting_ = on; }
 
  private:
   struct flight {
@@ -106,6 +110,7 @@ class range_plan {
   std::map<std::uint64_t, flight> ranges_;
   std::uint64_t next_id_ = 1;
   std::size_t scan_from_ = 0;  // no unstarted block before this one
+  bool splitting_ = true;
 };
 
 }  // namespace voxd

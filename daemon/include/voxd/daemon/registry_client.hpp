@@ -60,8 +60,10 @@ class registry_client {
                   std::function<void(result<lease_info>)> done);
   void release_lease(const blob_id& blob, const std::string& holder);
   // Joins or renews the blob's first-fetch group, reporting the hashes of pieces fetched since.
+  // `unstarted`: runs of the claim no request has touched, which a newcomer may take.
   void join_group(const blob_id& blob, const std::string& member, std::uint64_t size,
-                  int piece_size, const std::vector<std::pair<int, sha1_digest>>& done, bool leave,
+                  int piece_size, const std::vector<std::pair<int, sha1_digest>>& done,
+                  const std::vector<std::pair<int, int>>& unstarted, bool leave,
                   std::function<void(result<group_view>)> cb);
   // The group's torrent did not match the hub's hash: nobody should use it.
   void withdraw(const blob_id& blob, const std::string& member, const sha1_digest& info_hash,

@@ -30,6 +30,8 @@ struct group_request {
   std::uint64_t size = 0;
   int piece_size = 0;
   std::vector<std::pair<int, sha1_digest>> done;  // pieces fetched since the last report
+  // Runs [first, last) of its claim the member has not started; absent: not known.
+  std::optional<std::vector<std::pair<int, int>>> unstarted;
   bool leave = false;
 };
 
@@ -95,7 +97,8 @@ class first_fetch_groups {
     steady_time joined{};
     steady_time first_report{};
     steady_time last_report{};
-    int reported = 0;  // pieces, since first_report (that batch included)
+    int reported = 0;                            // pieces, since first_report (that batch included)
+    std::optional<std::vector<bool>> unstarted;  // per piece, as of its last renewal
   };
   struct group {
     std::uint64_t size = 0;
