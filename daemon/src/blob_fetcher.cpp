@@ -39,6 +39,7 @@ struct blob_fetcher::flight {
 struct blob_fetcher::task {
   struct origin_try {
     int failures = 0;
+    int transient = 0;  // of those, timeouts, 5xx, 429: forgiven once the origin serves again
     std::string resolved_url;  // where the content is after the origin's redirects
     bool resolving = false;    // the first request is out; others wait for its redirect
     bool fresh = false;        // resolved_url was just obtained (a 403 then is not an expiry)
@@ -576,6 +577,10 @@ void blob_fetcher::on_success(task& t, std::size_t o, const std::string& url, bo
   auto& tr = t.tries[o];
   if (was_resolving) tr.resolved_url = url;
   tr.fresh = false;
+  // An origin that serves between its 503s is flaky, not gone: its passing failures are forgiven
+  // (with many small ranges a 30% failure rate would otherwise use up every attempt in seconds).
+  tr.failures -= tr.transient;
+  tr.transient = 0;
   origins_.record_success(o);
   t.contributors.insert(o);
 }
@@ -683,6 +688,7 @@ void blob_fetcher::transient_failure(task& t, std::size_t o, const std::string& 
   // Requests that were already out when the origin failed count once, not once each.
   if (!origins_.available(o, steady::now())) return;
   ++tr.failures;
+  ++tr.transient;
   origins_.record_failure(o, message, retry_after);
 }
 

@@ -14,12 +14,14 @@
 #include <boost/beast/http.hpp>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstring>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 
 namespace voxd::tracker {
@@ -394,26 +396,43 @@ struct server::impl {
     respond(res, http::status::ok, encode_scrape(files, o.min_interval));
   }
 
-  void handle_registry(const http::request<http::string_body>& req, std::string_view rest,
-                       const server_options& o, http::response<http::string_body>& res) {
+  // Writes need the publish token when one is configured; otherwise answers 401.
+  bool publisher(const http::request<http::string_body>& req, const server_options& o,
+                 http::response<http::string_body>& res) {
+    if (o.publish_token.empty()) return true;
+    const auto auth = req[http::field::authorization];
+    const std::string want = "Bearer " + o.publish_token;
+    if (auth.size() == want.size() && CRYPTO_memcmp(auth.data(), want.data(), want.size()) == 0)
+      return true;
+    m.reject("unauthorized");
+    res.set(http::field::www_authenticate, "Bearer");
+    respond(res, http::status::unauthorized, "a valid publish token is required\n");
+    return false;
+  }
+
+  // "<blob>/<what>" of a registry path, with `what` one of `known`; otherwise answers 404.
+  std::optional<std::pair<blob_id, std::string_view>> registry_target(
+      std::string_view rest, std::initializer_list<std::string_view> known,
+      http::response<http::string_body>& res) {
     const auto slash = rest.find('/');
     auto blob = blob_id::parse(rest.substr(0, slash));
     const auto what = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
-    if (!blob || (what != "torrent" && what != "lease")) {
+    if (!blob || std::find(known.begin(), known.end(), what) == known.end()) {
       m.reject("not_found");
-      return respond(res, http::status::not_found,
-                     blob ? "not found\n" : blob.err().message + "\n");
+      respond(res, http::status::not_found, blob ? "not found\n" : blob.err().message + "\n");
+      return std::nullopt;
     }
+    return std::make_pair(*blob, what);
+  }
+
+  void handle_registry(const http::request<http::string_body>& req, std::string_view rest,
+                       const server_options& o, http::response<http::string_body>& res) {
+    const auto target = registry_target(rest, {"torrent", "lease"}, res);
+    if (!target) return;
+    const auto blob = std::optional<blob_id>(target->first);
+    const auto what = target->second;
     const bool reads = req.method() == http::verb::get || req.method() == http::verb::head;
-    if (!reads && !o.publish_token.empty()) {
-      const auto auth = req[http::field::authorization];
-      const std::string want = "Bearer " + o.publish_token;
-      if (auth.size() != want.size() || CRYPTO_memcmp(auth.data(), want.data(), want.size()) != 0) {
-        m.reject("unauthorized");
-        res.set(http::field::www_authenticate, "Bearer");
-        return respond(res, http::status::unauthorized, "a valid publish token is required\n");
-      }
-    }
+    if (!reads && !publisher(req, o, res)) return;
     if (what == "torrent") {
       if (reads) {
         auto t = reg.get(*blob);
@@ -480,26 +499,14 @@ struct server::impl {
   // Registry API v2: first-fetch groups (docs/tracker.md).
   void handle_group(const http::request<http::string_body>& req, std::string_view rest,
                     const server_options& o, http::response<http::string_body>& res) {
-    const auto slash = rest.find('/');
-    auto blob = blob_id::parse(rest.substr(0, slash));
-    const auto what = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
-    if (!blob || (what != "group" && what != "withdraw")) {
-      m.reject("not_found");
-      return respond(res, http::status::not_found,
-                     blob ? "not found\n" : blob.err().message + "\n");
-    }
+    const auto target = registry_target(rest, {"group", "withdraw"}, res);
+    if (!target) return;
+    const auto blob = std::optional<blob_id>(target->first);
+    const auto what = target->second;
     if (req.method() != http::verb::post)
       return respond(res, http::status::method_not_allowed, "use POST\n");
     // Piece hashes and withdrawals shape every member's torrent: publishers only.
-    if (!o.publish_token.empty()) {
-      const auto auth = req[http::field::authorization];
-      const std::string want = "Bearer " + o.publish_token;
-      if (auth.size() != want.size() || CRYPTO_memcmp(auth.data(), want.data(), want.size()) != 0) {
-        m.reject("unauthorized");
-        res.set(http::field::www_authenticate, "Bearer");
-        return respond(res, http::status::unauthorized, "a valid publish token is required\n");
-      }
-    }
+    if (!publisher(req, o, res)) return;
     if (what == "withdraw") {
       auto w = parse_withdraw_request(req.body());
       if (!w) {
