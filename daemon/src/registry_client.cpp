@@ -4,6 +4,8 @@
 #include <boost/asio/post.hpp>
 #include <nlohmann/json.hpp>
 
+#include "voxd/common/hash.hpp"
+
 namespace voxd {
 
 namespace asio = boost::asio;
@@ -158,12 +160,8 @@ void registry_client::join_group(const blob_id& blob, const std::string& member,
                                  std::function<void(result<group_view>)> cb) {
   if (!enabled()) return cb(make_error(errc::not_found, "no registry configured"));
   json reports = json::array();
-  for (const auto& [p, h] : done) {
-    std::string hex;
-    for (auto b : h)
-      hex += fmt::format("{:02x}", b);
-    reports.push_back({p, hex});
-  }
+  for (const auto& [p, h] : done)
+    reports.push_back({p, to_hex(h)});
   json runs = json::array();
   for (const auto& [from, to] : unstarted)
     runs.push_back({from, to});
@@ -186,12 +184,10 @@ void registry_client::join_group(const blob_id& blob, const std::string& member,
 void registry_client::withdraw(const blob_id& blob, const std::string& member,
                                const sha1_digest& info_hash, const std::vector<int>& bad_pieces) {
   if (!enabled()) return;
-  std::string hex;
-  for (auto b : info_hash)
-    hex += fmt::format("{:02x}", b);
-  call("POST", "/v2/blobs/" + blob.str() + "/withdraw",
-       json{{"member", member}, {"info_hash", hex}, {"bad_pieces", bad_pieces}}.dump(),
-       [](http_response) {});
+  call(
+      "POST", "/v2/blobs/" + blob.str() + "/withdraw",
+      json{{"member", member}, {"info_hash", to_hex(info_hash)}, {"bad_pieces", bad_pieces}}.dump(),
+      [](http_response) {});
 }
 
 void registry_client::release_lease(const blob_id& blob, const std::string& holder) {

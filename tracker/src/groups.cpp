@@ -7,29 +7,20 @@
 
 #include <algorithm>
 
+#include "voxd/common/hash.hpp"
+#include "voxd/tracker/protocol.hpp"
+
 namespace voxd::tracker {
 
 namespace {
 
-std::string hex(const sha1_digest& d) {
-  std::string s;
-  for (auto b : d)
-    s += fmt::format("{:02x}", b);
-  return s;
-}
-
 using json = nlohmann::json;
 
+// 40 lowercase hex digits, as every voxd hash is written.
 bool parse_sha1(const std::string& h, sha1_digest& out) {
-  const auto nibble = [](char c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-  };
-  if (h.size() != 40) return false;
-  for (std::size_t i = 0; i < 20; ++i) {
-    const int hi = nibble(h[2 * i]), lo = nibble(h[2 * i + 1]);
-    if (hi < 0 || lo < 0) return false;
-    out[i] = static_cast<unsigned char>(hi * 16 + lo);
-  }
+  const auto parsed = is_lower_hex(h) ? info_hash::from_hex(h) : std::nullopt;
+  if (!parsed) return false;
+  std::copy(parsed->bytes.begin(), parsed->bytes.end(), out.begin());
   return true;
 }
 
@@ -331,7 +322,7 @@ result<group_answer> first_fetch_groups::join(const blob_id& blob, const group_r
       ms.advanced = now;
     } else if (*g.hashes[i] != h) {
       spdlog::warn("registry: {}: piece {} reported as {} by {} and {} by {}; fetching it again",
-                   blob.str(), p, hex(*g.hashes[i]), g.reporter[i], hex(h), req.member);
+                   blob.str(), p, to_hex(*g.hashes[i]), g.reporter[i], to_hex(h), req.member);
       g.hashes[i].reset();
       g.reporter[i].clear();
       g.owner[i].clear();
