@@ -193,6 +193,22 @@ bool first_fetch_groups::worth_stealing(const group& g, const std::string& victi
   return left / rate > min_steal_eta_s;
 }
 
+// Every unreported piece, in equal contiguous runs, to the members in the order they joined: one
+// claim each, equal work each, as if they had agreed before starting.
+void first_fetch_groups::divide(group& g) {
+  std::vector<std::pair<steady_time, const std::string*>> order;
+  for (const auto& [name, m] : g.members)
+    order.emplace_back(m.joined, &name);
+  std::sort(order.begin(), order.end(), [](const auto& a, const auto& b) {
+    return a.first < b.first || (a.first == b.first && *a.second < *b.second);
+  });
+  std::vector<std::size_t> open;
+  for (std::size_t i = 0; i < g.hashes.size(); ++i)
+    if (!g.hashes[i]) open.push_back(i);
+  for (std::size_t k = 0; k < open.size(); ++k)
+    g.owner[open[k]] = *order[k * order.size() / open.size()].second;
+}
+
 void first_fetch_groups::assign(group& g, const std::string& member, steady_time now) {
   const int n = static_cast<int>(g.hashes.size());
   // The largest run nobody claims, else the second half of the largest run another member has
@@ -289,6 +305,7 @@ result<group_answer> first_fetch_groups::join(const blob_id& blob, const group_r
     g.hashes.resize(static_cast<std::size_t>(pieces));
     g.reporter.resize(g.hashes.size());
     g.owner.resize(g.hashes.size());
+    g.created = now;
     it = groups_.emplace(blob.str(), std::move(g)).first;
     spdlog::info("registry: first fetch of {} ({} pieces) by a group", blob.str(), pieces);
   } else if (it->second.size != req.size) {
@@ -298,7 +315,8 @@ result<group_answer> first_fetch_groups::join(const blob_id& blob, const group_r
   auto& g = it->second;
   expire(g, now);
   auto& ms = g.members[req.member];
-  if (ms.seen == steady_time{}) ms.advanced = ms.joined = now;
+  const bool newcomer = ms.seen == steady_time{};
+  if (newcomer) ms.advanced = ms.joined = now;
   ms.seen = now;
   if (req.unstarted) {
     for (const auto& [from, to] : *req.unstarted)
@@ -354,6 +372,10 @@ result<group_answer> first_fetch_groups::join(const blob_id& blob, const group_r
     return a;
   }
   if (req.leave) return a;
+  if (newcomer && now - g.created < settle) {
+    divide(g);
+    ++totals_.claims;
+  }
   a.claim = claim_of(g, req.member);
   if (a.claim.empty()) {
     assign(g, req.member, now);

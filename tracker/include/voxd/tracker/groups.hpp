@@ -75,8 +75,9 @@ class first_fetch_groups {
   // renewal, and until then fetches on into what is no longer its own.
   static constexpr int min_steal = 4;
   static constexpr double min_steal_eta_s = 3.0;
-  // Daemons that add a model together join within this long of each other: their claims are split
-  // before anyone starts (the daemon waits as long before its first fetch).
+  // Daemons that add a model together join within this long of the group's first: each newcomer
+  // then splits the blob evenly among all members again, and nobody fetches before it has passed
+  // (the daemon waits as long before its first fetch, and asks for its claim only then).
   static constexpr auto settle = std::chrono::milliseconds(300);
 
   explicit first_fetch_groups(registry& reg) : reg_(reg) {}
@@ -108,9 +109,11 @@ class first_fetch_groups {
     std::vector<std::string> owner;  // member whose claim holds the piece; empty: unclaimed
     std::map<std::string, member_state> members;
     int reported = 0;
+    steady_time created{};
   };
   void expire(group& g, steady_time now);
   void assign(group& g, const std::string& member, steady_time now);
+  static void divide(group& g);
   static bool worth_stealing(const group& g, const std::string& victim, int run, steady_time now);
   static std::vector<std::pair<int, int>> claim_of(const group& g, const std::string& member);
 
