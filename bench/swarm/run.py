@@ -327,7 +327,7 @@ class Voxd(Tool):
             with open(cfg, "w") as f:
                 f.write("\n".join([
                     "socket: %s/run/voxd.sock" % d, "state_dir: %s/state" % d, "hub_cache: %s/out" % d,
-                    "log_level: info", "origins:", "  - url: %s" % self.origin.hub_url,
+                    "log_level: %s" % os.environ.get("VOXD_BENCH_LOG_LEVEL", "info"), "origins:", "  - url: %s" % self.origin.hub_url,
                     "tracker: http://%s:%d/announce" % (TRACKER_IP, TRACKER_PORT),
                     "registry_token_file: %s" % token, "peer:", "  listen: %s:6881" % h.ip,
                     # An office LAN: the upload cap protects uplinks, not the LAN itself.

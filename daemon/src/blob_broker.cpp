@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -65,6 +66,7 @@ struct blob_broker::job {
   std::unique_ptr<group_member> group;
   std::set<int> fed_failed;  // origin pieces that failed the swarm torrent's hash
   bool group_born = false;   // the swarm's torrent came from a group this daemon was in
+  int group_peers = 0;       // ... and the other members it had then
   bool had_peers = false;
   steady::time_point peers_lost_at{};  // every peer left; the tracker is being asked again
   int last_peer_count = 0;
@@ -127,6 +129,14 @@ blob_broker::blob_broker(asio::io_context& io, http_engine& http, hash_worker& h
   });
   std::error_code ec;
   fs::create_directories(store_.state_dir() / "torrents", ec);
+  // Blobs that seeded in place before a restart: a second link to the store's copy, which the
+  // session seeds from now.
+  for (const auto& e : fs::directory_iterator(swarm_dir(), ec)) {
+    struct stat sb {};
+    if (blob_id::parse(e.path().filename().string()) && ::lstat(e.path().c_str(), &sb) == 0 &&
+        S_ISREG(sb.st_mode) && sb.st_nlink > 1)
+      fs::remove(e.path(), ec);
+  }
 }
 
 blob_broker::~blob_broker() = default;
@@ -268,6 +278,7 @@ void blob_broker::on_group_done(const job_ptr& j, group_member::outcome o, const
   if (j->over || stopping_ || j->ph != job::phase::group) return;
   if (auto p = fetcher_.progress(j->req.blob)) j->from_origin += p->from_origin;
   fetcher_.detach(j->req.blob);  // its partial file and journal go on to the swarm or the lease
+  j->group_peers = std::max(0, j->group->progress().members - 1);
   j->group.reset();
   if (o == group_member::outcome::solo) {
     spdlog::info("{}: {}; one daemon fetches it alone", j->name(), why);
@@ -524,14 +535,15 @@ void blob_broker::feed(const job_ptr& j) {
                            v.peer_rate < 0.8 * link_rate_;
     const auto budget = static_cast<std::size_t>(settings_.fetch.connections_per_origin) * 2;
     std::size_t in_flight = fetcher_.in_flight(j->req.blob);
+    // A peer that left may be a member re-adding its torrent as a seed after its check (members
+    // of a group finish together, so all of them may leave at once): ask the tracker now rather
+    // than at the next interval, since seeds do not dial leechers.
+    if (v.peers < j->last_peer_count && now - j->reannounced_at > std::chrono::seconds(1)) {
+      j->reannounced_at = now;
+      swarm_->reannounce(j->req.blob);
+    }
+    j->last_peer_count = v.peers;
     if (!j->origins_out && !grace && in_flight < budget) {
-      // A peer that left may be a member re-adding its torrent as a seed after its check: ask
-      // the tracker now rather than at the next interval, since seeds do not dial leechers.
-      if (v.peers < j->last_peer_count && now - j->reannounced_at > std::chrono::seconds(2)) {
-        j->reannounced_at = now;
-        swarm_->reannounce(j->req.blob);
-      }
-      j->last_peer_count = v.peers;
       if (v.peers > 0) {
         j->had_peers = true;
         j->peers_lost_at = {};
@@ -542,15 +554,20 @@ void blob_broker::feed(const job_ptr& j) {
           j->peers_lost_at != steady::time_point{} && now - j->peers_lost_at < peers_lost_grace;
       const bool members_joining =
           (j->group_born && now - j->swarm_since < group_grace) || peers_coming_back;
+      // While the tracker knows a seed elsewhere (another site's, reached through this site's
+      // WAN fetcher), a piece no connected peer has yet is on its way: not the origins'. In a
+      // swarm born of a group every member holds pieces, so a member this daemon does not reach
+      // (another site's) counts too; one that died leaves its pieces to the stall rule.
+      const bool members_elsewhere =
+          j->group_born && v.peers > 0 && (v.peer_elsewhere || v.peers < j->group_peers);
+      const bool on_its_way = v.seed_elsewhere || members_elsewhere || members_joining;
       std::vector<int> candidates;
       for (int p = v.num_pieces - 1; p >= 0; --p) {
         const auto i = static_cast<std::size_t>(p);
         // A partial piece nobody connected has (its sender left or was banned) is the origins'.
         if (v.have[i] || (v.downloading[i] && v.availability[i] > 0) || j->released.count(p))
           continue;
-        // While the tracker knows a seed elsewhere (another site's, reached through this site's
-        // WAN fetcher), a piece no connected peer has yet is on its way: not the origins'.
-        const bool nobody_has = v.availability[i] == 0 && !v.seed_elsewhere && !members_joining;
+        const bool nobody_has = v.availability[i] == 0 && !on_its_way;
         if (nobody_has || stalled || link_idle) candidates.push_back(p);
       }
       // Rarest first; among equals from a point of this daemon's own, so that daemons feeding
@@ -572,7 +589,7 @@ void blob_broker::feed(const job_ptr& j) {
       const auto had = std::count(v.have.begin(), v.have.end(), true);
       const auto nobody = std::count(v.availability.begin(), v.availability.end(), 0);
       spdlog::debug(
-          "{}: swarm {} peers at {}/s, {} of {} pieces had, {} on no peer, {} at the "
+          "{}: swarm {} peers at {}, {} of {} pieces had, {} on no peer, {} at the "
           "origins{}{}",
           j->name(), v.peers, format_rate(v.peer_rate), had, v.num_pieces, nobody,
           j->released.size() + j->claimed.size(), stalled ? ", stalled" : "",
@@ -797,13 +814,21 @@ void blob_broker::verified(const job_ptr& j, const std::string& digest) {
                     digest.substr(0, 12)),
         {});
   }
-  leave_swarm(j, false);
   remove_partial(j->req.blob);  // what a first fetch left for the swarm
   const auto partial = swarm_dir() / j->req.blob.str();
-  if (auto s = store_.commit_blob(j->req.repo, j->req.blob, partial); !s) return finish(j, s);
-  spdlog::info("{} verified and stored", j->name());
   if (auto s = write_file_atomic(torrent_path(j->req.blob), j->torrent); !s)
     spdlog::warn("{}: {}", j->name(), s.err().message);
+  // The torrent seeds on from its own file, linked into the store: re-adding it there would
+  // drop every connection, and the members of a group finish within moments of each other, so
+  // the last of them would lose all its peers at once.
+  if (store_.link_blob(j->req.repo, j->req.blob, partial)) {
+    swarm_->seed_in_place(j->req.blob, partial);
+    spdlog::info("{} verified and stored", j->name());
+    return finish(j, ok());
+  }
+  leave_swarm(j, false);
+  if (auto s = store_.commit_blob(j->req.repo, j->req.blob, partial); !s) return finish(j, s);
+  spdlog::info("{} verified and stored", j->name());
   if (auto s = swarm_->add(j->req.blob, j->torrent, store_.model_dir(j->req.repo) / "blobs", true);
       !s)
     spdlog::warn("{}: seeding: {}", j->name(), s.err().message);

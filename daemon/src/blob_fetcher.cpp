@@ -34,6 +34,7 @@ struct blob_fetcher::flight {
   std::uint64_t begin = 0;
   std::uint64_t asked_end = 0;  // exclusive; the cursor's end may have moved below it
   std::shared_ptr<range_cursor> cursor;
+  steady::time_point started;
 };
 
 struct blob_fetcher::task {
@@ -434,6 +435,7 @@ void blob_fetcher::start_range(const std::shared_ptr<task>& t, const range_plan:
   f.begin = r.begin;
   f.asked_end = r.end;
   f.cursor = r.cursor;
+  f.started = steady::now();
   f.request = http_.submit(
       std::move(req),
       [this, blob = t->req.blob.str(), gen = t->gen, id = r.id, o, url](http_response resp) {
@@ -612,6 +614,13 @@ void blob_fetcher::on_range_done(const std::string& blob, std::uint64_t gen, std
   }
   const auto f = t->flights.at(id);
   t->flights.erase(id);
+  if (spdlog::should_log(spdlog::level::trace)) {
+    std::lock_guard lock(f.cursor->m);
+    spdlog::trace("{}: range {}-{} of {}: {} bytes in {:.3f} s, status {}{}", t->req.path, f.begin,
+                  f.asked_end, t->req.size, f.cursor->pos - f.begin,
+                  std::chrono::duration<double>(steady::now() - f.started).count(), r.status,
+                  r.cut_short ? ", cut short" : "");
+  }
   const bool was_resolving = end_resolving(*t, o);
   // Bytes land in order, so what arrived for the range asked for stays valid even when the
   // transfer then broke; bytes of an answer for some other range do not count.

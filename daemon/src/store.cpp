@@ -104,16 +104,32 @@ status store::adopt_blob(const repo_id& repo, const blob_id& blob, const fs::pat
   return fsync_dir(dir);
 }
 
+namespace {
+
+// Blobs are readable by everyone the umask allows, like files the Hub's own clients write.
+void make_readable(const fs::path& file) {
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  ::chmod(file.c_str(), 0644 & ~mask);
+}
+
+}  // namespace
+
+status store::link_blob(const repo_id& repo, const blob_id& blob, const fs::path& file) {
+  const auto dir = model_dir(repo) / "blobs";
+  if (auto s = make_dirs(dir); !s) return s;
+  const auto dest = dir / blob.str();
+  make_readable(file);
+  if (::link(file.c_str(), dest.c_str()) != 0)
+    return io_error("cannot link the verified blob into", dest, errno);
+  return fsync_dir(dir);
+}
+
 status store::commit_blob(const repo_id& repo, const blob_id& blob, const fs::path& partial) {
   const auto dir = model_dir(repo) / "blobs";
   if (auto s = make_dirs(dir); !s) return s;
   const auto dest = dir / blob.str();
-  ::chmod(
-      partial.c_str(), 0644 & ~[] {
-        mode_t m = ::umask(0);
-        ::umask(m);
-        return m;
-      }());
+  make_readable(partial);
   if (::rename(partial.c_str(), dest.c_str()) == 0) return fsync_dir(dir);
   if (errno != EXDEV) return io_error("cannot move the verified blob into", dest, errno);
   const auto tmp = model_dir(repo) / fmt::format(".voxd-incoming-{}", blob.str());

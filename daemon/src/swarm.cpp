@@ -72,6 +72,7 @@ struct swarm::impl {
     lt::torrent_handle handle;
     bool seed = false;
     bool flushing = false;  // flush_cache asked for after the download turned to seeding
+    fs::path own_file;      // seeding in place: a second link to the store's blob, removed with it
     int num_pieces = 0;
     std::map<std::string, std::uint64_t> wan_seen;  // WAN peer -> its download total last seen
     std::uint64_t wan_bytes = 0;
@@ -351,8 +352,9 @@ struct swarm::impl {
     if (it == torrents.end()) return;
     by_hash.erase(it->second.handle.info_hashes().v1);
     ses->remove_torrent(it->second.handle);
-    torrents.erase(it);
     std::error_code ec;
+    if (!it->second.own_file.empty()) fs::remove(it->second.own_file, ec);
+    torrents.erase(it);
     fs::remove(resume_path(blob.str()), ec);
   }
 
@@ -412,6 +414,13 @@ status swarm::add(const blob_id& blob, const std::string& torrent, const fs::pat
 
 void swarm::remove(const blob_id& blob) {
   impl_->remove(blob);
+}
+
+void swarm::seed_in_place(const blob_id& blob, const fs::path& file) {
+  auto it = impl_->torrents.find(blob.str());
+  if (it == impl_->torrents.end()) return;
+  it->second.seed = true;
+  it->second.own_file = file;
 }
 
 bool swarm::has(const blob_id& blob) const {
@@ -475,6 +484,9 @@ std::optional<swarm_view> swarm::view(const blob_id& blob) const {
   v.peer_rate = st.download_payload_rate;
   v.peers = st.num_peers;
   v.seed_elsewhere = st.num_complete > st.num_seeds;
+  // The tracker's leechers count this daemon itself; -1 means it has not said.
+  const int known = std::max(0, st.num_complete) + std::max(0, st.num_incomplete - 1);
+  v.peer_elsewhere = known > st.num_peers;
   v.finished =
       v.num_pieces > 0 && std::all_of(v.have.begin(), v.have.end(), [](bool b) { return b; });
   v.checking = st.state == lt::torrent_status::checking_files ||

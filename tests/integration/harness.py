@@ -261,7 +261,10 @@ class Env:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 pass
-        shutil.rmtree(self.dir, ignore_errors=True)
+        if os.environ.get("VOXD_TEST_KEEP"):  # logs and stores, for a failing test's post-mortem
+            print("kept %s" % self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
 
 
 class VoxdTest(unittest.TestCase):

@@ -39,6 +39,9 @@ class store {
   status adopt_blob(const repo_id& repo, const blob_id& blob, const fs::path& source);
   // Moves a verified partial file into blobs/ atomically (copy + rename across filesystems).
   status commit_blob(const repo_id& repo, const blob_id& blob, const fs::path& partial);
+  // Hard-links a verified file that must stay where it is (a torrent seeds from it) into blobs/;
+  // fails across filesystems, or when blobs/ has the blob already.
+  status link_blob(const repo_id& repo, const blob_id& blob, const fs::path& file);
   status link_snapshot(const repo_id& repo, const commit_id& commit, const std::string& path,
                        const blob_id& blob);
   status write_ref(const repo_id& repo, const std::string& revision, const commit_id& commit);

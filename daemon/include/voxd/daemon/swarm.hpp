@@ -44,6 +44,7 @@ struct swarm_view {
   double peer_rate = 0;           // payload bytes/s from peers
   int peers = 0;
   bool seed_elsewhere = false;  // the tracker counts a seed this daemon is not connected to
+  bool peer_elsewhere = false;  // ... or any peer, seed or not, this daemon is not connected to
   bool finished = false;        // every piece is had
   bool checking = false;        // hashing what is on disk; pieces cannot be added meanwhile
 };
@@ -96,8 +97,11 @@ class swarm {
   // and verified (pieces are checked as they are first read). Saved resume data of the same
   // torrent is used when present, so pieces already had are not fetched again.
   status add(const blob_id& blob, const std::string& torrent, const fs::path& dir, bool seed);
-  // Removes the torrent (files stay) and its resume data.
+  // Removes the torrent (files stay, but for a seed_in_place one's) and its resume data.
   void remove(const blob_id& blob);
+  // The downloaded torrent, now verified and linked into the store, seeds on from where it is, so
+  // its peers keep their connections; `file` (its own name for the blob) goes with the torrent.
+  void seed_in_place(const blob_id& blob, const fs::path& file);
   bool has(const blob_id& blob) const;
   bool seeding(const blob_id& blob) const;
   void set_paused(const blob_id& blob, bool paused);
