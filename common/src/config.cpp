@@ -24,12 +24,38 @@ using load_fn = std::function<std::optional<std::string>(config&, const YAML::No
                                                          const std::string& base_dir)>;
 using show_fn = std::function<std::string(const config&)>;
 
+// How a key behaves on reload (SIGHUP): `same` compares its value in two configs; a live key's
+// `take` copies it into the running config, the others keep their running value until a restart.
+struct reload_rule {
+  bool live = false;
+  std::function<bool(const config&, const config&)> same;
+  std::function<void(config&, const config&)> take;
+};
+
+// `get` is a generic lambda naming the value, e.g. [](auto& c) -> auto& { return c.peer.listen; }.
+template <class Get>
+reload_rule applies_live(Get get) {
+  return {true, [get](const config& a, const config& b) { return get(a) == get(b); },
+          [get](config& to, const config& from) { get(to) = get(from); }};
+}
+
+template <class Get>
+reload_rule needs_restart(Get get) {
+  return {false, [get](const config& a, const config& b) { return get(a) == get(b); }, {}};
+}
+
+// One row of the table. The constructor takes every part, so a key added without its reload
+// rule does not compile.
 struct field {
+  field(std::string_view k, std::string_view t, std::string_view h, load_fn l, show_fn s,
+        reload_rule r)
+      : key(k), type(t), help(h), load(std::move(l)), show(std::move(s)), reload(std::move(r)) {}
   std::string_view key;
   std::string_view type;
   std::string_view help;
   load_fn load;
   show_fn show;
+  reload_rule reload;
 };
 
 std::optional<std::string> want_scalar(const YAML::Node& n, std::string_view type) {
@@ -121,17 +147,21 @@ const std::vector<field>& fields() {
     t.push_back({"socket", "path",
                  "Control socket. Default: $RUNTIME_DIRECTORY/voxd.sock, else /run/voxd/voxd.sock. "
                  "Its directory must not be accessible to other users.",
-                 path_loader(&config::socket), [](config const& c) { return c.socket; }});
+                 path_loader(&config::socket), [](config const& c) { return c.socket; },
+                 needs_restart([](auto& c) -> auto& { return c.socket; })});
     t.push_back({"state_dir", "path",
                  "Queue, partial downloads and their journals. Default: $STATE_DIRECTORY, else "
                  "/var/lib/voxd.",
-                 path_loader(&config::state_dir), [](config const& c) { return c.state_dir; }});
+                 path_loader(&config::state_dir), [](config const& c) { return c.state_dir; },
+                 needs_restart([](auto& c) -> auto& { return c.state_dir; })});
     t.push_back({"hub_cache", "path",
                  "Hugging Face cache root where finished models appear (point HF_HUB_CACHE here). "
                  "Default: <state_dir>/hub.",
-                 path_loader(&config::hub_cache), [](config const& c) {
+                 path_loader(&config::hub_cache),
+                 [](config const& c) {
                    return c.hub_cache.empty() ? std::string("<state_dir>/hub") : c.hub_cache;
-                 }});
+                 },
+                 needs_restart([](auto& c) -> auto& { return c.hub_cache; })});
     t.push_back(
         {"origins", "list of {url, token_file}",
          "Hub-compatible origins, tried in this order with failover. token_file holds a bearer "
@@ -177,7 +207,8 @@ const std::vector<field>& fields() {
            for (auto const& o : c.origins)
              s += (s.empty() ? "" : ", ") + o.url;
            return s;
-         }});
+         },
+         applies_live([](auto& c) -> auto& { return c.origins; })});
     t.push_back(
         {"models", "map alias -> {repo, revision}",
          "Model aliases added to the built-in catalog (voxcpm-1.5, voxcpm-0.5b, voxcpm2).",
@@ -219,17 +250,20 @@ const std::vector<field>& fields() {
          },
          [](config const& c) {
            return c.models.empty() ? std::string("{}") : fmt::format("{} aliases", c.models.size());
-         }});
+         },
+         applies_live([](auto& c) -> auto& { return c.models; })});
     t.push_back({"max_active", "integer",
                  "How many models download at once; the rest wait in the queue.",
                  int_loader(&config::max_active, 1, 64),
-                 [](config const& c) { return std::to_string(c.max_active); }});
+                 [](config const& c) { return std::to_string(c.max_active); },
+                 applies_live([](auto& c) -> auto& { return c.max_active; })});
     t.push_back({"connections_per_origin", "integer",
                  "Parallel HTTP range requests per origin, shared by every file of the active "
                  "models. An origin that answers 429 or 503, or resets connections, gets fewer "
                  "for a while.",
                  int_loader(&config::connections_per_origin, 1, 64),
-                 [](config const& c) { return std::to_string(c.connections_per_origin); }});
+                 [](config const& c) { return std::to_string(c.connections_per_origin); },
+                 needs_restart([](auto& c) -> auto& { return c.connections_per_origin; })});
     const auto size_between = [](std::uint64_t config::*field, std::uint64_t lo, std::uint64_t hi) {
       return [field, lo, hi](config& c, YAML::Node const& n,
                              std::string const&) -> std::optional<std::string> {
@@ -249,27 +283,32 @@ const std::vector<field>& fields() {
                  "connection stays busy to the last byte. Resume after a crash works in 256 KiB "
                  "blocks whatever this is.",
                  size_between(&config::chunk_size, 256u << 10, 1ull << 30),
-                 [](config const& c) { return format_bytes(c.chunk_size); }});
+                 [](config const& c) { return format_bytes(c.chunk_size); },
+                 needs_restart([](auto& c) -> auto& { return c.chunk_size; })});
     t.push_back({"min_split_size", "size",
                  "Smallest part of a range in flight that a free connection takes over. Smaller "
                  "keeps more connections busy at the end of a file on an origin that gives each "
                  "connection little; each takeover costs the origin a new connection.",
                  size_between(&config::min_split_size, 256u << 10, 1ull << 30),
-                 [](config const& c) { return format_bytes(c.min_split_size); }});
+                 [](config const& c) { return format_bytes(c.min_split_size); },
+                 needs_restart([](auto& c) -> auto& { return c.min_split_size; })});
     t.push_back({"max_attempts_per_origin", "integer",
                  "Failed or corrupt attempts at one file an origin is allowed before voxd stops "
                  "asking it for that file.",
                  int_loader(&config::max_attempts_per_origin, 1, 100),
-                 [](config const& c) { return std::to_string(c.max_attempts_per_origin); }});
+                 [](config const& c) { return std::to_string(c.max_attempts_per_origin); },
+                 needs_restart([](auto& c) -> auto& { return c.max_attempts_per_origin; })});
     t.push_back({"http_timeout", "integer (seconds)",
                  "A request that makes no progress for this long is abandoned and retried.",
                  int_loader(&config::http_timeout, 1, 3600),
-                 [](config const& c) { return std::to_string(c.http_timeout); }});
+                 [](config const& c) { return std::to_string(c.http_timeout); },
+                 needs_restart([](auto& c) -> auto& { return c.http_timeout; })});
     t.push_back({"bandwidth.download_cap", "rate",
                  "Cap on the total download rate from origins: off, or a rate such as 20MB/s or "
                  "200Mbit. `voxd limit download` overrides it at run time.",
                  rate_loader(&config::download_cap, false),
-                 [](config const& c) { return to_string(c.download_cap); }});
+                 [](config const& c) { return to_string(c.download_cap); },
+                 applies_live([](auto& c) -> auto& { return c.download_cap; })});
     t.push_back(
         {"bandwidth.link", "rate",
          "Capacity of this machine's link, the base of a percentage upload cap: auto (the peak "
@@ -290,37 +329,45 @@ const std::vector<field>& fields() {
          },
          [](config const& c) {
            return c.link == 0 ? std::string("auto") : to_string(rate_spec::absolute(c.link));
-         }});
+         },
+         applies_live([](auto& c) -> auto& { return c.link; })});
     t.push_back({"bandwidth.upload_cap", "rate or percent",
                  "Cap on the total upload rate to peers: a share of bandwidth.link (30%), a rate "
                  "(20MB/s) or off. `voxd limit upload` overrides it at run time.",
                  rate_loader(&config::upload_cap, true),
-                 [](config const& c) { return to_string(c.upload_cap); }});
+                 [](config const& c) { return to_string(c.upload_cap); },
+                 applies_live([](auto& c) -> auto& { return c.upload_cap; })});
     t.push_back({"bandwidth.lan_uncapped", "boolean",
                  "Exempt peers on private, link-local and loopback addresses from the upload cap.",
                  bool_loader(&config::lan_uncapped),
-                 [](config const& c) { return std::string(c.lan_uncapped ? "true" : "false"); }});
+                 [](config const& c) { return std::string(c.lan_uncapped ? "true" : "false"); },
+                 needs_restart([](auto& c) -> auto& { return c.lan_uncapped; })});
     t.push_back(
         {"tracker", "URL",
          "BitTorrent tracker announce URL (voxd-tracker or any BEP 3/15 tracker), e.g. "
          "http://tracker.lan:6969/announce. Empty: no tracker; without a registry every blob "
          "comes from the origins.",
          url_loader(&config::tracker, validate_tracker_url),
-         [](config const& c) { return c.tracker.empty() ? std::string("\"\"") : c.tracker; }});
+         [](config const& c) { return c.tracker.empty() ? std::string("\"\"") : c.tracker; },
+         needs_restart([](auto& c) -> auto& { return c.tracker; })});
     t.push_back({"registry", "URL",
                  "Blob registry (voxd-tracker's /v1 API) base URL, e.g. http://tracker.lan:6969. "
                  "Default: the tracker's scheme, host and port (http for a udp:// tracker).",
-                 url_loader(&config::registry, validate_origin_url), [](config const& c) {
+                 url_loader(&config::registry, validate_origin_url),
+                 [](config const& c) {
                    return c.registry.empty() ? std::string("<tracker host>") : c.registry;
-                 }});
+                 },
+                 needs_restart([](auto& c) -> auto& { return c.registry; })});
     t.push_back({"registry_token_file", "path",
                  "File holding the registry's publish token (voxd-tracker publish_token_file); "
                  "sent as a bearer token with publishes, leases and first-fetch group reports. "
                  "Default: none.",
-                 path_loader(&config::registry_token_file), [](config const& c) {
+                 path_loader(&config::registry_token_file),
+                 [](config const& c) {
                    return c.registry_token_file.empty() ? std::string("\"\"")
                                                         : c.registry_token_file;
-                 }});
+                 },
+                 needs_restart([](auto& c) -> auto& { return c.registry_token_file; })});
     t.push_back(
         {"peer.listen", "host:port",
          "Address and port for BitTorrent peers (libtorrent listen_interfaces), e.g. "
@@ -338,14 +385,16 @@ const std::vector<field>& fields() {
            c.peer.listen = v;
            return std::nullopt;
          },
-         [](config const& c) { return c.peer.listen; }});
+         [](config const& c) { return c.peer.listen; },
+         needs_restart([](auto& c) -> auto& { return c.peer.listen; })});
     t.push_back(
         {"peer.lan_discovery", "boolean",
          "Find peers on the local network by BEP 14 multicast (LSD).",
          [](config& c, YAML::Node const& n, std::string const& b) {
            return bool_value(c.peer.lan_discovery, n, b);
          },
-         [](config const& c) { return std::string(c.peer.lan_discovery ? "true" : "false"); }});
+         [](config const& c) { return std::string(c.peer.lan_discovery ? "true" : "false"); },
+         needs_restart([](auto& c) -> auto& { return c.peer.lan_discovery; })});
     t.push_back(
         {"peer.peers", "list of ip:port", "Peers to connect to for every blob, besides discovery.",
          [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
@@ -366,7 +415,8 @@ const std::vector<field>& fields() {
            for (auto const& p : c.peer.peers)
              s += (s.empty() ? "" : ", ") + p;
            return s.empty() ? std::string("[]") : "[" + s + "]";
-         }});
+         },
+         needs_restart([](auto& c) -> auto& { return c.peer.peers; })});
     t.push_back(
         {"origin_policy", "string",
          "How origins and peers share a blob's pieces: prefer-peers (origins supply only pieces "
@@ -385,7 +435,8 @@ const std::vector<field>& fields() {
          [](config const& c) {
            return std::string(c.origin_policy == origin_policy::balanced ? "balanced"
                                                                          : "prefer-peers");
-         }});
+         },
+         applies_live([](auto& c) -> auto& { return c.origin_policy; })});
     t.push_back(
         {"log_level", "string", "One of trace, debug, info, warn, error.",
          [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
@@ -396,7 +447,8 @@ const std::vector<field>& fields() {
            c.log_level = n.Scalar();
            return std::nullopt;
          },
-         [](config const& c) { return c.log_level; }});
+         [](config const& c) { return c.log_level; },
+         applies_live([](auto& c) -> auto& { return c.log_level; })});
     return t;
   }();
   return table;
@@ -464,8 +516,21 @@ std::string config_error::format() const {
 std::vector<config_field_info> config_fields() {
   std::vector<config_field_info> out;
   for (const auto& f : fields())
-    out.push_back({f.key, f.type, f.help});
+    out.push_back({f.key, f.type, f.help, f.reload.live,
+                   static_cast<bool>(f.reload.same) && (!f.reload.live || f.reload.take)});
   return out;
+}
+
+std::vector<config_change> config_changes(const config& running, const config& next) {
+  std::vector<config_change> out;
+  for (const auto& f : fields())
+    if (!f.reload.same(running, next)) out.push_back({std::string(f.key), f.reload.live});
+  return out;
+}
+
+void apply_live_keys(config& running, const config& next) {
+  for (const auto& f : fields())
+    if (f.reload.live) f.reload.take(running, next);
 }
 
 config default_config() {
@@ -577,9 +642,13 @@ std::string render_config_reference() {
       "`voxd-daemon --config FILE --check-config` prints `file:line:column: key: problem` for "
       "each\n"
       "error and exits 10. packaging/voxd.yaml lists every key with its default, commented out.\n\n"
-      "| key | type | default | meaning |\n|---|---|---|---|\n";
+      "The reload column says what `systemctl reload voxd` (SIGHUP) does with a changed value: "
+      "live\n"
+      "applies it at once; restart keeps the running value until the daemon restarts.\n\n"
+      "| key | type | default | reload | meaning |\n|---|---|---|---|---|\n";
   for (const auto& f : fields())
-    out += fmt::format("| `{}` | {} | `{}` | {} |\n", f.key, f.type, f.show(c), f.help);
+    out += fmt::format("| `{}` | {} | `{}` | {} | {} |\n", f.key, f.type, f.show(c),
+                       f.reload.live ? "live" : "restart", f.help);
   return out;
 }
 
@@ -589,8 +658,9 @@ std::string man_keys() {
   const config c = documented_defaults();
   std::string out;
   for (const auto& f : fields())
-    out += fmt::format(".TP\n.B {}\n({}; default: {})\n{}\n", roff(f.key), roff(f.type),
-                       roff(f.show(c)), roff_help(f.help));
+    out += fmt::format(".TP\n.B {}\n({}; default: {}; {})\n{}\n", roff(f.key), roff(f.type),
+                       roff(f.show(c)), f.reload.live ? "applies on reload" : "needs a restart",
+                       roff_help(f.help));
   return out;
 }
 
@@ -643,10 +713,10 @@ std::string render_man_page(std::string_view page) {
            ".SH SIGNALS\n"
            ".TP\n\\fBSIGTERM\\fR, \\fBSIGINT\\fR\nStop: save the queue, resume data and session "
            "state, then exit.\n"
-           ".TP\n\\fBSIGHUP\\fR\nRe\\-read the configuration file. Caps, the link, origins, "
-           "aliases, \\fBmax_active\\fR, \\fBorigin_policy\\fR and \\fBlog_level\\fR apply at "
-           "once; keys that need a restart are logged; an invalid file is refused and the running "
-           "configuration stays.\n"
+           ".TP\n\\fBSIGHUP\\fR\nRe\\-read the configuration file. Keys marked \\(lqapplies "
+           "on reload\\(rq below apply at once; changed keys that need a restart are logged and "
+           "keep their running values; an invalid file is refused and the running configuration "
+           "stays.\n"
            ".SH CONFIGURATION KEYS\n" +
            man_keys() +
            ".SH EXIT STATUS\n0 after a clean stop; 10 for an invalid configuration; the other "

@@ -17,6 +17,7 @@
 #include "voxd/common/files.hpp"
 #include "voxd/common/protocol.hpp"
 #include "voxd/common/units.hpp"
+#include "voxd/daemon/bandwidth.hpp"
 #include "voxd/daemon/blob_broker.hpp"
 #include "voxd/daemon/catalog.hpp"
 #include "voxd/daemon/control_server.hpp"
@@ -107,13 +108,7 @@ struct daemon::impl {
   std::unique_ptr<control_server> control;
   std::map<std::string, model> models;  // by key
   std::uint64_t next_seq = 1;
-  rate_spec download_cap;
-  rate_spec upload_cap;
-  double link_peak = 0;  // measured peak download rate, bytes/s (bandwidth.link auto)
-  // Bytes downloaded, sampled each tick while downloads run: a rate counts toward the link only
-  // when sustained over a whole window, so a burst or a trickle of small files says nothing.
-  std::deque<std::pair<std::chrono::steady_clock::time_point, std::uint64_t>> link_samples;
-  std::uint64_t upload_applied = ~0ull;  // the cap last given to libtorrent
+  bandwidth bw;
   bool stopping = false;
   int exit_code = 0;
 
@@ -122,13 +117,11 @@ struct daemon::impl {
         config_path(std::move(path)),
         names(cfg.models),
         st(cfg.hub_cache, cfg.state_dir),
-        download_cap(cfg.download_cap),
-        upload_cap(cfg.upload_cap) {}
+        bw(cfg, cfg.state_dir + "/settings.json") {}
 
   // ---- persistence -------------------------------------------------------------------------
 
   std::string models_file() const { return cfg.state_dir + "/models.json"; }
-  std::string settings_file() const { return cfg.state_dir + "/settings.json"; }
 
   void save() {
     json arr = json::array();
@@ -154,29 +147,9 @@ struct daemon::impl {
       spdlog::error("saving the queue: {}", s.err().message);
   }
 
-  void save_settings() {
-    json doc{{"version", 1},
-             {"download_cap", to_string(download_cap)},
-             {"upload_cap", to_string(upload_cap)},
-             {"link_peak", link_peak}};
-    if (auto s = write_file_atomic(settings_file(), doc.dump(1)); !s)
-      spdlog::error("saving settings: {}", s.err().message);
-  }
-
   // A damaged state file is reported and set aside, never silently replaced.
   status load() {
-    if (std::filesystem::exists(settings_file())) {
-      const json doc = json::parse(read_file(settings_file()).value_or(""), nullptr, false);
-      if (doc.is_object() && doc.contains("download_cap") && doc["download_cap"].is_string()) {
-        if (auto r = parse_rate(doc["download_cap"].get<std::string>(), false)) download_cap = *r;
-        if (doc.contains("upload_cap") && doc["upload_cap"].is_string())
-          if (auto r = parse_rate(doc["upload_cap"].get<std::string>(), true)) upload_cap = *r;
-        if (doc.contains("link_peak") && doc["link_peak"].is_number())
-          link_peak = std::max(0.0, doc["link_peak"].get<double>());
-      } else {
-        spdlog::warn("{} is unreadable; using the configured caps", settings_file());
-      }
-    }
+    bw.load();
     if (!std::filesystem::exists(models_file())) return ok();
     const json doc = json::parse(read_file(models_file()).value_or(""), nullptr, false);
     const auto quarantine = [this](const std::string& why) {
@@ -698,38 +671,6 @@ struct daemon::impl {
     return json{{"path", st.snapshot_dir(m->spec.repo, *m->commit).string()}};
   }
 
-  // The link a percentage cap is taken of: configured, else measured, else 1 Gbit/s.
-  double link_rate() const {
-    if (cfg.link > 0) return static_cast<double>(cfg.link);
-    return link_peak > 0 ? link_peak : 125e6;
-  }
-
-  std::uint64_t upload_bytes_per_second() const {
-    switch (upload_cap.type) {
-      case rate_spec::kind::off:
-        return 0;
-      case rate_spec::kind::bytes_per_second:
-        return upload_cap.bytes_per_second;
-      case rate_spec::kind::percent:
-        return std::max<std::uint64_t>(
-            1, static_cast<std::uint64_t>(link_rate() * upload_cap.percent / 100.0));
-    }
-    return 0;
-  }
-
-  void apply_upload_cap() {
-    if (!peers) return;
-    const auto cap = upload_bytes_per_second();
-    // Re-applied only on a real change: a measured link moves a little every second.
-    if (upload_applied != ~0ull && cap != 0 && upload_applied != 0 &&
-        std::abs(static_cast<double>(cap) - static_cast<double>(upload_applied)) <
-            static_cast<double>(upload_applied) / 20)
-      return;
-    if (cap == upload_applied) return;
-    upload_applied = cap;
-    peers->set_upload_limit(cap);
-  }
-
   json limits_json() const {
     double down_rate = 0, up_rate = 0;
     for (const auto& [k, m] : models)
@@ -739,15 +680,7 @@ struct daemon::impl {
         for (const auto& f : m.files)
           if (auto b = blob_id::parse(f.blob))
             if (auto s = peers->stats(*b)) up_rate += s->upload_rate;
-    return json{{"download", to_string(download_cap)},
-                {"download_bytes_per_second", download_cap.bytes_per_second},
-                {"upload", to_string(upload_cap)},
-                {"upload_bytes_per_second", peers ? upload_bytes_per_second() : 0},
-                {"link", cfg.link > 0 ? to_string(rate_spec::absolute(cfg.link)) : "auto"},
-                {"link_bytes_per_second", link_rate()},
-                {"lan_uncapped", cfg.lan_uncapped},
-                {"download_rate", down_rate},
-                {"upload_rate", up_rate}};
+    return bw.limits_json(peers != nullptr, down_rate, up_rate);
   }
 
   result<json> m_limit(control_session&, const json& p) {
@@ -761,23 +694,11 @@ struct daemon::impl {
     if (!rate) return rate.err();
     auto r = parse_rate(*rate, *dir == "upload");
     if (!r) return r.err();
-    if (*dir == "upload") {
-      upload_cap = *r;
-      apply_upload_cap();
-      spdlog::info("upload cap is now {}", to_string(upload_cap));
-    } else {
-      download_cap = *r;
-      apply_download_cap();
-      spdlog::info("download cap is now {}", to_string(download_cap));
-    }
-    save_settings();
+    if (*dir == "upload")
+      bw.set_upload_cap(*r);
+    else
+      bw.set_download_cap(*r);
     return limits_json();
-  }
-
-  void apply_download_cap() {
-    http->set_download_limit(download_cap.bytes_per_second);
-    fetcher->set_download_cap(download_cap.bytes_per_second);
-    if (peers) peers->set_download_limit(download_cap.bytes_per_second);
   }
 
   result<json> m_peers(control_session&, const json& p) {
@@ -833,44 +754,19 @@ struct daemon::impl {
 
   // ---- loop --------------------------------------------------------------------------------
 
-  // bandwidth.link auto: the peak of the download rate sustained over 5 s, decaying slowly (about
-  // 1% a minute), so one long transfer sets the link for days but a changed network is followed.
-  void measure_link(std::chrono::steady_clock::time_point now, double dt) {
-    constexpr auto window = std::chrono::seconds(5);
-    std::uint64_t done = 0;
-    bool active = false;
-    // Under a download cap the rate shows the cap, not the link.
-    if (download_cap.bytes_per_second == 0)
-      for (const auto& [k, m] : models)
-        if (m.active()) {
-          active = true;
-          done += m.last_done;
-        }
-    if (!active) {
-      link_samples.clear();
-    } else {
-      link_samples.emplace_back(now, done);
-      while (link_samples.size() > 2 && now - link_samples[1].first >= window)
-        link_samples.pop_front();
-    }
-    double peak = link_peak * (1.0 - 0.01 * dt / 60.0);
-    if (link_samples.size() >= 2 && now - link_samples.front().first >= window &&
-        done >= link_samples.front().second) {
-      const double secs = std::chrono::duration<double>(now - link_samples.front().first).count();
-      peak = std::max(peak, static_cast<double>(done - link_samples.front().second) / secs);
-    }
-    const bool moved = std::abs(peak - link_peak) > link_peak / 20 + 1;
-    link_peak = peak;
-    if (moved) save_settings();
-  }
-
   void on_tick() {
     const auto now = std::chrono::steady_clock::now();
     const double dt = std::chrono::duration<double>(now - last_tick).count();
     last_tick = now;
-    measure_link(now, dt);
-    apply_upload_cap();
-    fetcher->set_link_rate(link_rate());
+    std::uint64_t done = 0;
+    bool active = false;
+    for (const auto& [k, m] : models)
+      if (m.active()) {
+        active = true;
+        done += m.last_done;
+      }
+    bw.sample(now, dt, done, active);
+    fetcher->set_link_rate(bw.link_rate());
     for (auto& [k, m] : models) {
       if (!m.active()) continue;
       const auto p = progress_of(m);
@@ -888,10 +784,10 @@ struct daemon::impl {
     });
   }
 
-  // SIGHUP: re-reads the config file. Caps, the link, origins, aliases, max_active, origin_policy
-  // and the log level apply at once, without touching running transfers; keys that shape sockets
-  // and directories need a restart and are reported. A file that does not validate is refused as a
-  // whole and the running configuration stays.
+  // SIGHUP: re-reads the config file. The keys the config table marks live apply at once, without
+  // touching running transfers; the others (sockets, directories, request shapes) need a restart
+  // and are reported. A file that does not validate is refused as a whole and the running
+  // configuration stays.
   void reload() {
     if (config_path.empty()) {
       spdlog::warn("SIGHUP: started without --config; nothing to reload");
@@ -908,65 +804,27 @@ struct daemon::impl {
       return;
     }
     finalize_config(*next);
-    if (next->origins != cfg.origins)
+    const auto changes = config_changes(cfg, *next);
+    const auto changed = [&](std::string_view key) {
+      return std::any_of(changes.begin(), changes.end(),
+                         [&](const config_change& c) { return c.key == key; });
+    };
+    if (changed("origins"))
       if (auto s = origins->reconfigure(next->origins); !s) {
         spdlog::error("reload refused: {}; the running configuration stays", s.err().message);
         sd_notify(0, "READY=1");
         return;
       }
-    std::vector<std::string> changed, need_restart;
-    const auto note = [&](bool differs, const char* key, bool live) {
-      if (differs) (live ? changed : need_restart).push_back(key);
-    };
-    note(next->origins != cfg.origins, "origins", true);
-    note(next->models != cfg.models, "models", true);
-    note(next->max_active != cfg.max_active, "max_active", true);
-    note(next->download_cap != cfg.download_cap, "bandwidth.download_cap", true);
-    note(next->upload_cap != cfg.upload_cap, "bandwidth.upload_cap", true);
-    note(next->link != cfg.link, "bandwidth.link", true);
-    note(next->origin_policy != cfg.origin_policy, "origin_policy", true);
-    note(next->log_level != cfg.log_level, "log_level", true);
-    note(next->socket != cfg.socket, "socket", false);
-    note(next->state_dir != cfg.state_dir, "state_dir", false);
-    note(next->hub_cache != cfg.hub_cache, "hub_cache", false);
-    note(next->connections_per_origin != cfg.connections_per_origin, "connections_per_origin",
-         false);
-    note(next->chunk_size != cfg.chunk_size, "chunk_size", false);
-    note(next->min_split_size != cfg.min_split_size, "min_split_size", false);
-    note(next->max_attempts_per_origin != cfg.max_attempts_per_origin, "max_attempts_per_origin",
-         false);
-    note(next->http_timeout != cfg.http_timeout, "http_timeout", false);
-    note(next->lan_uncapped != cfg.lan_uncapped, "bandwidth.lan_uncapped", false);
-    note(next->tracker != cfg.tracker, "tracker", false);
-    note(next->registry != cfg.registry, "registry", false);
-    note(next->registry_token_file != cfg.registry_token_file, "registry_token_file", false);
-    note(next->peer != cfg.peer, "peer", false);
-    // A cap changed in the file replaces a `voxd limit` override; an unchanged one leaves it.
-    if (next->download_cap != cfg.download_cap) {
-      download_cap = next->download_cap;
-      apply_download_cap();
-    }
-    if (next->upload_cap != cfg.upload_cap) upload_cap = next->upload_cap;
-    names = catalog(next->models);
-    fetcher->set_policy(next->origin_policy);
-    spdlog::set_level(spdlog::level::from_str(next->log_level));
-    // Keys that need a restart keep their running values.
-    cfg.origins = next->origins;
-    cfg.models = next->models;
-    cfg.max_active = next->max_active;
-    cfg.download_cap = next->download_cap;
-    cfg.upload_cap = next->upload_cap;
-    cfg.link = next->link;
-    cfg.origin_policy = next->origin_policy;
-    cfg.log_level = next->log_level;
-    upload_applied = ~0ull;  // re-apply: the link may have changed
-    apply_upload_cap();
-    save_settings();
+    bw.reconfigure(cfg, *next);
+    apply_live_keys(cfg, *next);  // the table says which keys these are
+    names = catalog(cfg.models);
+    fetcher->set_policy(cfg.origin_policy);
+    spdlog::set_level(spdlog::level::from_str(cfg.log_level));
     std::string live, later;
-    for (const auto& k : changed)
-      live += (live.empty() ? "" : ", ") + k;
-    for (const auto& k : need_restart)
-      later += (later.empty() ? "" : ", ") + k;
+    for (const auto& c : changes) {
+      auto& list = c.live ? live : later;
+      list += (list.empty() ? "" : ", ") + c.key;
+    }
     spdlog::info("reloaded {}: {}{}", config_path, live.empty() ? "nothing changed" : live,
                  later.empty() ? "" : fmt::format("; {} changed but need a restart", later));
     sd_notify(0, "READY=1");
@@ -993,7 +851,7 @@ struct daemon::impl {
     fetcher->shutdown();
     if (peers) peers->stop();
     save();
-    save_settings();
+    bw.save();
     tick.cancel();
     signals.cancel();
     http->stop();
@@ -1058,8 +916,14 @@ struct daemon::impl {
       spdlog::critical("{}", s.err().message);
       return static_cast<int>(s.err().code);
     }
-    apply_download_cap();
-    apply_upload_cap();
+    bandwidth::sinks sinks;
+    sinks.download = [this](std::uint64_t bps) {
+      http->set_download_limit(bps);
+      fetcher->set_download_cap(bps);
+      if (peers) peers->set_download_limit(bps);
+    };
+    if (peers) sinks.upload = [this](std::uint64_t bps) { peers->set_upload_limit(bps); };
+    bw.attach(std::move(sinks));
     seed_complete();
     if (auto s = control->listen(); !s) {
       spdlog::critical("{}", s.err().message);
@@ -1067,10 +931,10 @@ struct daemon::impl {
     }
     wait_signal();
     spdlog::info("voxd-daemon ready: socket {}, store {}, {} origin(s), download cap {}, {}",
-                 cfg.socket, cfg.hub_cache, origins->size(), to_string(download_cap),
+                 cfg.socket, cfg.hub_cache, origins->size(), to_string(bw.download_cap()),
                  peers ? fmt::format("peers on {} (tracker {}, registry {}), upload cap {}",
                                      cfg.peer.listen, cfg.tracker.empty() ? "none" : cfg.tracker,
-                                     registry->base_url(), to_string(upload_cap))
+                                     registry->base_url(), to_string(bw.upload_cap()))
                        : std::string("no registry: origins only"));
     sd_notify(0, "READY=1\nSTATUS=ready");
     schedule();

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <map>
+#include <set>
+
 #include "voxd/common/config.hpp"
 
 using namespace voxd;
@@ -206,4 +209,68 @@ TEST(ConfigTest, sectionHeadersAppearOnceInTheDefaultFile) {
   };
   EXPECT_EQ(count("\n#bandwidth:\n"), 1u);
   EXPECT_EQ(count("\n#peer:\n"), 1u);
+}
+
+namespace {
+
+// A value other than the default for every key of the table, as a config file would set it.
+const std::map<std::string, std::string>& reload_samples() {
+  static const std::map<std::string, std::string> samples{
+      {"socket", "socket: /tmp/other.sock"},
+      {"state_dir", "state_dir: /tmp/other-state"},
+      {"hub_cache", "hub_cache: /tmp/other-hub"},
+      {"origins", "origins: [https://mirror.example]"},
+      {"models", "models: {mine: org/name}"},
+      {"max_active", "max_active: 5"},
+      {"connections_per_origin", "connections_per_origin: 3"},
+      {"chunk_size", "chunk_size: 2MiB"},
+      {"min_split_size", "min_split_size: 1MiB"},
+      {"max_attempts_per_origin", "max_attempts_per_origin: 9"},
+      {"http_timeout", "http_timeout: 77"},
+      {"bandwidth.download_cap", "bandwidth: {download_cap: 5MB/s}"},
+      {"bandwidth.link", "bandwidth: {link: 100Mbit}"},
+      {"bandwidth.upload_cap", "bandwidth: {upload_cap: 10%}"},
+      {"bandwidth.lan_uncapped", "bandwidth: {lan_uncapped: true}"},
+      {"tracker", "tracker: http://tracker.example:6969/announce"},
+      {"registry", "registry: http://registry.example:6969"},
+      {"registry_token_file", "registry_token_file: /tmp/token"},
+      {"peer.listen", "peer: {listen: 127.0.0.1:7000}"},
+      {"peer.lan_discovery", "peer: {lan_discovery: false}"},
+      {"peer.peers", "peer: {peers: [127.0.0.1:7001]}"},
+      {"origin_policy", "origin_policy: balanced"},
+      {"log_level", "log_level: debug"},
+  };
+  return samples;
+}
+
+config parsed(const std::string& yaml) {
+  std::vector<config_error> errors;
+  auto c = parse_config(yaml, "voxd.yaml", errors);
+  EXPECT_TRUE(c) << yaml << ": " << (errors.empty() ? "" : errors[0].format());
+  config out = default_config();
+  if (c) out = *c;
+  return out;
+}
+
+}  // namespace
+
+TEST(ConfigTest, everyKeySaysHowItReloadsAndReloadFindsExactlyThatKey) {
+  const auto base = parsed("");
+  for (const auto& f : config_fields()) {
+    const std::string key(f.key);
+    EXPECT_TRUE(f.reloadable) << key << " has no reload rule";
+    const auto it = reload_samples().find(key);
+    ASSERT_NE(it, reload_samples().end()) << "add a sample value for the new key " << key;
+    auto next = parsed(it->second);
+    if (key == "state_dir") next.hub_cache = base.hub_cache;  // derived from state_dir
+    const auto changes = config_changes(base, next);
+    ASSERT_EQ(changes.size(), 1u) << key;
+    EXPECT_EQ(changes[0].key, key);
+    EXPECT_EQ(changes[0].live, f.live) << key;
+    // A live key is taken over by the running config; a restart key keeps its running value.
+    auto running = base;
+    apply_live_keys(running, next);
+    EXPECT_EQ(config_changes(running, next).empty(), f.live) << key;
+  }
+  EXPECT_EQ(reload_samples().size(), config_fields().size());
 }

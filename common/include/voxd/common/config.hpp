@@ -80,9 +80,20 @@ struct config_field_info {
   std::string_view key;
   std::string_view type;
   std::string_view help;
+  bool live = false;        // a reload (SIGHUP) applies it; otherwise it needs a restart
+  bool reloadable = false;  // its reload rule can compare (and, when live, copy) the value
 };
 
 std::vector<config_field_info> config_fields();
+
+// What a reload finds, in table order: every key whose value differs, and whether it applies live.
+struct config_change {
+  std::string key;
+  bool live = false;
+};
+std::vector<config_change> config_changes(const config& running, const config& next);
+// Copies the value of every live key from next into running; the others keep their running values.
+void apply_live_keys(config& running, const config& next);
 
 // Defaults, with socket/state_dir taken from $RUNTIME_DIRECTORY/$STATE_DIRECTORY when set.
 config default_config();
