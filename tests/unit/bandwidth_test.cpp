@@ -1,7 +1,8 @@
 #include "voxd/daemon/bandwidth.hpp"
 
+#include "temp_dir.hpp"
+
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <filesystem>
 #include <fstream>
@@ -19,16 +20,9 @@ rate_spec rate(const char* text, bool percent = true) {
 
 class BandwidthTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/voxd-bandwidth-XXXXXX";
-    dir_ = ::mkdtemp(tmpl);
-    file_ = dir_ + "/settings.json";
-    cfg_ = default_config();
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-
-  std::string dir_, file_;
-  config cfg_;
+  voxd::testing::temp_dir dir_{"bandwidth"};
+  std::string file_ = dir_.str() + "/settings.json";
+  config cfg_ = default_config();
 };
 
 }  // namespace

@@ -6,6 +6,8 @@
 
 #include "voxd/daemon/store.hpp"
 
+#include "temp_dir.hpp"
+
 using namespace voxd;
 
 namespace {
@@ -13,11 +15,6 @@ namespace {
 // A per-test temp directory, removed afterwards.
 class StoreTest : public ::testing::Test {
  protected:
-  void SetUp() override {
-    char tmpl[] = "/tmp/voxd-store-XXXXXX";
-    root_ = ::mkdtemp(tmpl);
-  }
-  void TearDown() override { fs::remove_all(root_); }
   static std::string slurp(const fs::path& p) {
     std::ifstream in(p, std::ios::binary);
     std::stringstream ss;
@@ -28,7 +25,8 @@ class StoreTest : public ::testing::Test {
     fs::create_directories(p.parent_path());
     std::ofstream(p, std::ios::binary) << s;
   }
-  fs::path root_;
+  voxd::testing::temp_dir tmp_{"store"};
+  fs::path root_ = tmp_.path();
   repo_id repo_ = *repo_id::parse("openbmb/VoxCPM1.5");
   commit_id commit_ = *commit_id::parse(std::string(40, 'c'));
   blob_id blob_ = *blob_id::parse(std::string(64, 'b'));
