@@ -41,7 +41,7 @@ CLI = os.path.join(BUILD, "cli", "voxd")
 TRACKER = os.path.join(BUILD, "tracker", "voxd-tracker")
 FIXTURES = os.path.join(ROOT, "tests", "fixtures")
 TOOLS = ["voxd", "aria2-hybrid", "curl", "aria2"]
-DEFAULT_SCENARIOS = ["office", "staggered", "churn", "two-sites", "flaky-origin"]
+DEFAULT_SCENARIOS = ["far-mirror", "office", "staggered", "churn", "two-sites", "flaky-origin"]
 
 REPO = "openbmb/VoxCPM1.5"
 COMMIT = "7b" * 20
