@@ -1,5 +1,10 @@
 #include "voxd/daemon/blob_broker.hpp"
 
+// Longer than the other parts (about 900 lines): one state machine per blob, whose phases (lookup,
+// group, lease, origin, swarm with its CDN feeder, verifying) all work on the same job record.
+// The feeder (feed, recheck, the fed-piece books) is the part to move out next, with the job
+// record in a private header.
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>

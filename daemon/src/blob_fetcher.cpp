@@ -1,5 +1,9 @@
 #include "voxd/daemon/blob_fetcher.hpp"
 
+// Longer than the other parts (about 900 lines): its three request modes (a file's ranges, feed
+// chunks, a claim's ranges) share one task record, origin failover, back-off and accounting;
+// the range bookkeeping itself is range_plan.
+
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
