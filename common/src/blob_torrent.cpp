@@ -121,4 +121,16 @@ void piece_hasher::update(std::span<const char> data) {
   }
 }
 
+std::vector<std::pair<int, int>> piece_runs(int n, const std::function<bool(int)>& in) {
+  std::vector<std::pair<int, int>> runs;
+  for (int p = 0; p < n; ++p) {
+    if (!in(p)) continue;
+    if (!runs.empty() && runs.back().second == p)
+      runs.back().second = p + 1;
+    else
+      runs.emplace_back(p, p + 1);
+  }
+  return runs;
+}
+
 }  // namespace voxd

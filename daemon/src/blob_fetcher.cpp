@@ -249,21 +249,14 @@ void blob_fetcher::set_claim(const blob_id& blob,
 }
 
 std::vector<std::pair<int, int>> blob_fetcher::unstarted_pieces(const blob_id& blob) const {
-  std::vector<std::pair<int, int>> runs;
   auto it = tasks_.find(blob.str());
-  if (it == tasks_.end() || !it->second->plan || !it->second->req.claim) return runs;
+  if (it == tasks_.end() || !it->second->plan || !it->second->req.claim) return {};
   const auto& t = *it->second;
   const auto ps = static_cast<std::uint64_t>(t.req.piece_size);
-  const auto n = static_cast<int>(t.piece_hashed.size());
-  for (int p = 0; p < n; ++p) {
+  return piece_runs(static_cast<int>(t.piece_hashed.size()), [&](int p) {
     const auto from = static_cast<std::uint64_t>(p) * ps;
-    if (!t.plan->untouched(from, std::min(t.req.size, from + ps))) continue;
-    if (!runs.empty() && runs.back().second == p)
-      runs.back().second = p + 1;
-    else
-      runs.emplace_back(p, p + 1);
-  }
-  return runs;
+    return t.plan->untouched(from, std::min(t.req.size, from + ps));
+  });
 }
 
 void blob_fetcher::detach(const blob_id& blob) {

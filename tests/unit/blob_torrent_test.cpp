@@ -99,3 +99,9 @@ TEST(BlobTorrent, PieceHasherSlicesAnyWay) {
 
 }  // namespace
 }  // namespace voxd
+
+TEST(BlobTorrent, pieceRunsJoinConsecutivePieces) {
+  const auto runs = voxd::piece_runs(10, [](int p) { return p < 3 || p == 5 || p >= 8; });
+  EXPECT_EQ(runs, (std::vector<std::pair<int, int>>{{0, 3}, {5, 6}, {8, 10}}));
+  EXPECT_TRUE(voxd::piece_runs(4, [](int) { return false; }).empty());
+}

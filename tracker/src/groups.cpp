@@ -132,17 +132,10 @@ result<withdraw_request> parse_withdraw_request(std::string_view body) {
 
 std::vector<std::pair<int, int>> first_fetch_groups::claim_of(const group& g,
                                                               const std::string& member) {
-  std::vector<std::pair<int, int>> runs;
-  const int n = static_cast<int>(g.hashes.size());
-  for (int p = 0; p < n; ++p) {
+  return piece_runs(static_cast<int>(g.hashes.size()), [&](int p) {
     const auto i = static_cast<std::size_t>(p);
-    if (g.owner[i] != member || g.hashes[i]) continue;
-    if (!runs.empty() && runs.back().second == p)
-      runs.back().second = p + 1;
-    else
-      runs.emplace_back(p, p + 1);
-  }
-  return runs;
+    return g.owner[i] == member && !g.hashes[i];
+  });
 }
 
 void first_fetch_groups::expire(group& g, steady_time now) {

@@ -429,19 +429,18 @@ struct server::impl {
                        const server_options& o, http::response<http::string_body>& res) {
     const auto target = registry_target(rest, {"torrent", "lease"}, res);
     if (!target) return;
-    const auto blob = std::optional<blob_id>(target->first);
-    const auto what = target->second;
+    const auto& [blob, what] = *target;
     const bool reads = req.method() == http::verb::get || req.method() == http::verb::head;
     if (!reads && !publisher(req, o, res)) return;
     if (what == "torrent") {
       if (reads) {
-        auto t = reg.get(*blob);
+        auto t = reg.get(blob);
         if (!t) return respond(res, http::status::not_found, "no torrent for this blob\n");
         return respond(res, http::status::ok, std::move(*t), "application/x-bittorrent");
       }
       if (req.method() != http::verb::put)
         return respond(res, http::status::method_not_allowed, "use GET or PUT\n");
-      auto r = reg.put(*blob, req.body());
+      auto r = reg.put(blob, req.body());
       if (!r) {
         m.reject("bad_torrent");
         return respond(res, http::status::bad_request, r.err().message + "\n");
@@ -452,7 +451,7 @@ struct server::impl {
                        "a different torrent is registered for this blob\n");
       }
       spdlog::info("registry: {} {}", *r == registry::put_outcome::stored ? "stored" : "unchanged",
-                   blob->str());
+                   blob.str());
       return respond(res,
                      *r == registry::put_outcome::stored ? http::status::created : http::status::ok,
                      "ok\n");
@@ -465,7 +464,7 @@ struct server::impl {
                   {"expires_in", std::chrono::duration<double>(l.expires - steady::now()).count()}};
     };
     if (reads) {
-      auto l = reg.lease_of(*blob);
+      auto l = reg.lease_of(blob);
       if (!l) return respond(res, http::status::not_found, "{}", "application/json");
       return respond(res, http::status::ok, lease_json(*l).dump(), "application/json");
     }
@@ -479,7 +478,7 @@ struct server::impl {
     const auto holder = body["holder"].get<std::string>();
     if (req.method() == http::verb::delete_) {
       return respond(res,
-                     reg.release_lease(*blob, holder) ? http::status::ok : http::status::not_found,
+                     reg.release_lease(blob, holder) ? http::status::ok : http::status::not_found,
                      "{}", "application/json");
     }
     if (req.method() != http::verb::post)
@@ -490,7 +489,7 @@ struct server::impl {
     const auto ttl = std::chrono::seconds(std::clamp<std::uint64_t>(num("ttl", 30), 1, 3600));
     lease current;
     const auto outcome =
-        reg.take_lease(*blob, holder, ttl, num("bytes_done", 0), num("bytes_total", 0), current);
+        reg.take_lease(blob, holder, ttl, num("bytes_done", 0), num("bytes_total", 0), current);
     if (outcome == lease_outcome::held_by_other)
       return respond(res, http::status::conflict, lease_json(current).dump(), "application/json");
     respond(res, http::status::ok, lease_json(current).dump(), "application/json");
@@ -501,8 +500,7 @@ struct server::impl {
                     const server_options& o, http::response<http::string_body>& res) {
     const auto target = registry_target(rest, {"group", "withdraw"}, res);
     if (!target) return;
-    const auto blob = std::optional<blob_id>(target->first);
-    const auto what = target->second;
+    const auto& [blob, what] = *target;
     if (req.method() != http::verb::post)
       return respond(res, http::status::method_not_allowed, "use POST\n");
     // Piece hashes and withdrawals shape every member's torrent: publishers only.
@@ -513,7 +511,7 @@ struct server::impl {
         m.reject("malformed_group");
         return respond(res, http::status::bad_request, w.err().message + "\n");
       }
-      const bool gone = groups.withdraw(*blob, *w, steady::now());
+      const bool gone = groups.withdraw(blob, *w, steady::now());
       return respond(res, http::status::ok, json{{"withdrawn", gone}}.dump(), "application/json");
     }
     auto r = parse_group_request(req.body());
@@ -521,7 +519,7 @@ struct server::impl {
       m.reject("malformed_group");
       return respond(res, http::status::bad_request, r.err().message + "\n");
     }
-    auto a = groups.join(*blob, *r, steady::now());
+    auto a = groups.join(blob, *r, steady::now());
     if (!a) {
       m.reject("malformed_group");
       return respond(res, http::status::bad_request, a.err().message + "\n");

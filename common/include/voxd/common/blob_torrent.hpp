@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <string>
 #include <vector>
@@ -35,6 +36,10 @@ struct blob_torrent_info {
 // after the blob id, a length between 1 byte and 1 TiB, a power-of-two piece size from 16 KiB to
 // 64 MiB. Errors name what was wrong.
 result<blob_torrent_info> validate_blob_torrent(std::span<const char> bytes, const blob_id& blob);
+
+// The pieces p of [0, n) with in(p), as [first, last) runs: how the registry's group API lists a
+// claim and the pieces a member has not started.
+std::vector<std::pair<int, int>> piece_runs(int n, const std::function<bool(int)>& in);
 
 // SHA-1 of consecutive pieces of a byte stream fed in order, in any slicing.
 class piece_hasher {
