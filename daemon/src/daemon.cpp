@@ -86,8 +86,9 @@ struct daemon::impl final : model_backend {
     if (!peers || !peers->seeding(blob)) return std::nullopt;
     return peers->stats(blob);
   }
+  // Without peers nothing is seeded, and the store is not even looked at.
   void seed(const blob_id& blob, const repo_id& repo, std::uint64_t size) override {
-    if (peers) fetcher->seed(blob, repo, size);
+    if (peers && st.has_blob(repo, blob, size)) fetcher->seed(blob, repo, size);
   }
   void unseed(const blob_id& blob) override { fetcher->unseed(blob); }
   void broadcast(std::string_view event, const json& body, const std::string& model) override {

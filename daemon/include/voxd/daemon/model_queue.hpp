@@ -77,6 +77,7 @@ class model_backend {
   virtual std::optional<blob_status> blob_status_of(const blob_id& blob) const = 0;
   // Counters of a blob this daemon seeds; nullopt when it does not seed it.
   virtual std::optional<swarm_stats> seed_stats(const blob_id& blob) const = 0;
+  // A blob of a complete model: seeded when the daemon has peers and the store holds it.
   virtual void seed(const blob_id& blob, const repo_id& repo, std::uint64_t size) = 0;
   virtual void unseed(const blob_id& blob) = 0;
   // Control clients subscribed to `model` (or to all) hear of it.
