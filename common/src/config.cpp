@@ -280,7 +280,7 @@ const std::vector<field>& fields() {
     t.push_back({"chunk_size", "size",
                  "Largest byte range one request asks for. When no range is left to start, a "
                  "free connection takes over half of the largest range still in flight, so every "
-                 "connection stays busy to the last byte. Resume after a crash works in 256 KiB "
+                 "connection stays busy to the last byte. Resume after a crash works in 64 KiB "
                  "blocks whatever this is.",
                  size_between(&config::chunk_size, 256u << 10, 1ull << 30),
                  [](config const& c) { return format_bytes(c.chunk_size); },
@@ -289,7 +289,7 @@ const std::vector<field>& fields() {
                  "Smallest part of a range in flight that a free connection takes over. Smaller "
                  "keeps more connections busy at the end of a file on an origin that gives each "
                  "connection little; each takeover costs the origin a new connection.",
-                 size_between(&config::min_split_size, 256u << 10, 1ull << 30),
+                 size_between(&config::min_split_size, 64u << 10, 1ull << 30),
                  [](config const& c) { return format_bytes(c.min_split_size); },
                  needs_restart([](auto& c) -> auto& { return c.min_split_size; })});
     t.push_back({"max_attempts_per_origin", "integer",

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <charconv>
 #include <limits>
+#include <tuple>
 
 #include <curl/curl.h>
 
@@ -342,10 +343,14 @@ void blob_fetcher::pump() {
   for (std::size_t o = 0; o < origins_.size(); ++o) {
     const int limit = origins_.connection_limit(o, connections_, now);
     while (origins_[o].slots_used < limit) {
-      // Unstarted work first, to the blob with the fewest requests out, so that a model's small
-      // and large files run at once; then half of the largest range in flight anywhere.
+      // Unstarted work first, then half of the largest range in flight anywhere. Unstarted work
+      // goes to files of one request first (they hold a connection a moment), then to the largest
+      // file, and among equals to the one with the fewest requests out: the peers can take a file
+      // only once it is whole (a group's torrent exists when every piece is in), so the largest
+      // one, whose hand-over takes longest, is best finished first while the origins fetch the
+      // rest.
       std::shared_ptr<task> fresh, split;
-      std::size_t fewest = std::numeric_limits<std::size_t>::max();
+      std::tuple<bool, std::uint64_t, std::size_t> best;
       std::uint64_t most = 0;
       for (const auto& id : order_) {
         const auto& t = tasks_[id];
@@ -358,8 +363,10 @@ void blob_fetcher::pump() {
         }
         if (static_cast<std::size_t>(pick) != o || t->tries[o].resolving) continue;
         if (t->has_unstarted()) {
-          if (t->requests_out() < fewest) {
-            fewest = t->requests_out();
+          const bool one_request = t->req.size <= settings_.min_split;
+          const std::tuple key{!one_request, one_request ? 0 : ~t->req.size, t->requests_out()};
+          if (!fresh || key < best) {
+            best = key;
             fresh = t;
           }
         } else if (t->plan) {

@@ -12,6 +12,9 @@ namespace {
 // A member learns that a newcomer took half its claim only at its next renewal; meanwhile its
 // connections may fetch what is no longer its own, so renewals are frequent.
 constexpr auto renew_every = std::chrono::milliseconds(500);
+// A member whose claim is done waits only for the group's last pieces: it asks more often, so its
+// swarm starts soon after the last piece is reported (the peers can trade only from then on).
+constexpr auto renew_idle = std::chrono::milliseconds(100);
 // Daemons that want a blob usually ask at the same moment (a fleet adding a model): the claims
 // settle within this long, so nobody fetches before its claim has its final shape.
 constexpr auto settle = std::chrono::milliseconds(300);
@@ -39,7 +42,9 @@ void group_member::start() {
 }
 
 void group_member::schedule() {
-  timer_.expires_after(joined_ ? renew_every : settle);
+  timer_.expires_after(!joined_                        ? settle
+                       : progress_.pieces_claimed == 0 ? renew_idle
+                                                       : renew_every);
   timer_.async_wait([this, alive = alive_](boost::system::error_code ec) {
     if (!ec && *alive) renew();
   });

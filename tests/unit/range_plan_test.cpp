@@ -158,7 +158,7 @@ TEST(RangePlan, aWrongAnswerCountsForNothing) {
 }
 
 TEST(RangePlan, resumeStartsAfterTheBytesOnDisk) {
-  range_plan p(1 * MiB, 16 * MiB, 256 * KiB);
+  range_plan p(4 * B, 16 * MiB, 256 * KiB);
   p.set_valid(0, B);
   p.set_valid(1, 10);
   p.set_valid(3, B);

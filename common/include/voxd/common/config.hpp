@@ -49,7 +49,7 @@ struct config {
   int max_active = 2;
   int connections_per_origin = 8;
   std::uint64_t chunk_size = 16ull << 20;
-  std::uint64_t min_split_size = 256ull << 10;
+  std::uint64_t min_split_size = 64ull << 10;
   int max_attempts_per_origin = 3;
   int http_timeout = 30;  // seconds without progress before a request is abandoned
   rate_spec download_cap;

@@ -52,7 +52,7 @@ struct fetch_outcome {
 struct fetch_settings {
   int connections_per_origin = 8;
   std::uint64_t chunk_size = 16ull << 20;  // largest range one request asks for
-  std::uint64_t min_split = 256ull << 10;  // smallest part of a range in flight taken over
+  std::uint64_t min_split = 64ull << 10;   // smallest part of a range in flight taken over
   int max_attempts = 3;
   int http_timeout_s = 30;
 };

@@ -1,6 +1,6 @@
 #pragma once
 // The range engine's books for one blob fetched into a partial file: which bytes are on disk (per
-// block of 256 KiB, the resume journal's unit), which ranges are in flight, and what a free
+// block of 64 KiB, the resume journal's unit), which ranges are in flight, and what a free
 // connection fetches next. A free connection takes the next unstarted range (at most max_request
 // bytes); when none is left it takes over the second half of the largest range still in flight,
 // down to min_split bytes, so every connection stays busy to the last byte (aria2's -k). The
@@ -33,7 +33,7 @@ using steady_time = std::chrono::steady_clock::time_point;
 class range_plan {
  public:
   // Divides every piece size (256 KiB to 8 MiB), so a piece is whole blocks.
-  static constexpr std::uint64_t block = 256 << 10;
+  static constexpr std::uint64_t block = 64 << 10;
 
   struct range {
     std::uint64_t id = 0;
