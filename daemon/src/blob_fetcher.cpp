@@ -143,6 +143,11 @@ void blob_fetcher::arm_timer() {
   });
 }
 
+namespace {
+// A file this small is fetched before the large ones (see pump).
+constexpr std::uint64_t small_file = 1 << 20;
+}  // namespace
+
 bool blob_fetcher::is_active(const task& t) const {
   return std::any_of(t.wanters.begin(), t.wanters.end(), [](const auto& w) { return w.second; });
 }
@@ -344,7 +349,8 @@ void blob_fetcher::pump() {
     const int limit = origins_.connection_limit(o, connections_, now);
     while (origins_[o].slots_used < limit) {
       // Unstarted work first, then half of the largest range in flight anywhere. Unstarted work
-      // goes to files of one request first (they hold a connection a moment), then to the largest
+      // goes to small files first (they hold a connection a moment, and fetched last, each would
+      // add its redirect and request round trips to the end), then to the largest
       // file, and among equals to the one with the fewest requests out: the peers can take a file
       // only once it is whole (a group's torrent exists when every piece is in), so the largest
       // one, whose hand-over takes longest, is best finished first while the origins fetch the
@@ -363,8 +369,8 @@ void blob_fetcher::pump() {
         }
         if (static_cast<std::size_t>(pick) != o || t->tries[o].resolving) continue;
         if (t->has_unstarted()) {
-          const bool one_request = t->req.size <= settings_.min_split;
-          const std::tuple key{!one_request, one_request ? 0 : ~t->req.size, t->requests_out()};
+          const bool small = t->req.size <= small_file;
+          const std::tuple key{!small, small ? 0 : ~t->req.size, t->requests_out()};
           if (!fresh || key < best) {
             best = key;
             fresh = t;
