@@ -193,9 +193,6 @@ void blob_fetcher::want(const blob_request& req, const std::string& model, bool 
                   settings_.min_split);
   if (req.claim) {
     t->plan->want_only({});  // nothing until the first claim
-    // Cutting a range loses what the origin already sent past the cut (at a shared bottleneck,
-    // its whole socket buffer); the end of a claim is a newcomer's to take, untouched.
-    t->plan->set_splitting(false);
     t->piece_hashed.assign(
         static_cast<std::size_t>((req.size + static_cast<std::uint64_t>(req.piece_size) - 1) /
                                  static_cast<std::uint64_t>(req.piece_size)),
@@ -348,16 +345,26 @@ void blob_fetcher::pump() {
   for (std::size_t o = 0; o < origins_.size(); ++o) {
     const int limit = origins_.connection_limit(o, connections_, now);
     while (origins_[o].slots_used < limit) {
-      // Unstarted work first, then half of the largest range in flight anywhere. Unstarted work
-      // goes to small files first (they hold a connection a moment, and fetched last, each would
-      // add its redirect and request round trips to the end), then to the largest
-      // file, and among equals to the one with the fewest requests out: the peers can take a file
-      // only once it is whole (a group's torrent exists when every piece is in), so the largest
-      // one, whose hand-over takes longest, is best finished first while the origins fetch the
-      // rest.
-      std::shared_ptr<task> fresh, split;
-      std::tuple<bool, std::uint64_t, std::size_t> best;
-      std::uint64_t most = 0;
+      // Small files first (they hold a connection a moment, and fetched last, each would add its
+      // redirect and request round trips to the end), then the largest file until it is done: its
+      // unstarted work, then half of its largest range in flight, before any smaller file starts.
+      // The peers can take a file only once it is whole (a group's torrent exists when every piece
+      // is in), so the largest one, whose hand-over takes longest, is best finished first while
+      // the origins fetch the rest; and at a shared bottleneck a file whose last ranges run beside
+      // other files' gets a sliver of it for them. Among equals: the fewest requests out, or the
+      // most to split.
+      // In a group, the largest file's last ranges would share a bottleneck with every range a
+      // smaller one starts, and the hand-over waits for its last byte: a smaller file of a group
+      // starts only when the largest has nothing in flight.
+      std::uint64_t group_largest = 0;
+      for (const auto& id : order_) {
+        const auto& t = tasks_[id];
+        if (!t->over && is_active(*t) && t->req.claim && t->req.size > small_file &&
+            (t->has_unstarted() || t->requests_out() > 0))
+          group_largest = std::max(group_largest, t->req.size);
+      }
+      std::shared_ptr<task> next;
+      std::tuple<int, std::uint64_t, bool, std::uint64_t> best;
       for (const auto& id : order_) {
         const auto& t = tasks_[id];
         if (t->over || !is_active(*t)) continue;
@@ -368,21 +375,19 @@ void blob_fetcher::pump() {
           continue;
         }
         if (static_cast<std::size_t>(pick) != o || t->tries[o].resolving) continue;
-        if (t->has_unstarted()) {
-          const bool small = t->req.size <= small_file;
-          const std::tuple key{!small, small ? 0 : ~t->req.size, t->requests_out()};
-          if (!fresh || key < best) {
-            best = key;
-            fresh = t;
-          }
-        } else if (t->plan) {
-          if (const auto n = t->plan->splittable(now); n > most) {
-            most = n;
-            split = t;
-          }
+        const bool small = t->req.size <= small_file;
+        if (t->req.claim && !small && t->req.size < group_largest) continue;
+        const bool fresh = t->has_unstarted();
+        const std::uint64_t to_split = !fresh && t->plan ? t->plan->splittable(now) : 0;
+        if (!fresh && to_split == 0) continue;
+        const std::tuple key{small ? (fresh ? 0 : 2) : 1, small ? 0 : ~t->req.size, !fresh,
+                             fresh ? t->requests_out() : ~to_split};
+        if (!next || key < best) {
+          best = key;
+          next = t;
         }
       }
-      const auto& t = fresh ? fresh : split;
+      const auto& t = next;
       if (!t || !start_next(t, o)) break;
     }
   }

@@ -12,9 +12,11 @@ namespace {
 // A member learns that a newcomer took half its claim only at its next renewal; meanwhile its
 // connections may fetch what is no longer its own, so renewals are frequent.
 constexpr auto renew_every = std::chrono::milliseconds(500);
-// A member whose claim is done waits only for the group's last pieces: it asks more often, so its
-// swarm starts soon after the last piece is reported (the peers can trade only from then on).
+// A member with fewer unstarted pieces than low_water in its claim asks more often: for more work
+// (the registry gives it the next slice then) before its connections run dry, and once its claim
+// is done, to start its swarm soon after the last piece is reported (the peers trade only then).
 constexpr auto renew_idle = std::chrono::milliseconds(100);
+constexpr int low_water = 2;  // the registry's, voxd::tracker::first_fetch_groups::low_water
 // Daemons that want a blob usually ask at the same moment (a fleet adding a model): the claims
 // settle within this long, so nobody fetches before its claim has its final shape.
 constexpr auto settle = std::chrono::milliseconds(300);
@@ -42,9 +44,7 @@ void group_member::start() {
 }
 
 void group_member::schedule() {
-  timer_.expires_after(!joined_                        ? settle
-                       : progress_.pieces_claimed == 0 ? renew_idle
-                                                       : renew_every);
+  timer_.expires_after(!joined_ ? settle : running_dry() ? renew_idle : renew_every);
   timer_.async_wait([this, alive = alive_](boost::system::error_code ec) {
     if (!ec && *alive) renew();
   });
@@ -55,9 +55,12 @@ void group_member::renew() {
   asking_ = true;
   in_flight_.insert(in_flight_.end(), unreported_.begin(), unreported_.end());
   unreported_.clear();
+  // What it has not started means something only once it has a claim: before that, nothing.
+  std::optional<std::vector<std::pair<int, int>>> unstarted;
+  if (claimed_) unstarted = fetcher_.unstarted_pieces(req_.blob);
   registry_.join_group(
-      req_.blob, member_, req_.size, req_.piece_size, in_flight_,
-      fetcher_.unstarted_pieces(req_.blob), false, [this, alive = alive_](result<group_view> r) {
+      req_.blob, member_, req_.size, req_.piece_size, in_flight_, unstarted, false,
+      [this, alive = alive_](result<group_view> r) {
         if (!*alive) return;
         asking_ = false;
         if (over_) return;
@@ -92,7 +95,17 @@ void group_member::renew() {
       });
 }
 
+bool group_member::running_dry() const {
+  if (progress_.pieces_claimed == 0) return true;
+  int left = 0;
+  for (const auto& [from, to] : fetcher_.unstarted_pieces(req_.blob))
+    for (const auto& [cf, ct] : claim_)
+      left += std::max(0, std::min(to, ct) - std::max(from, cf));
+  return left < low_water;
+}
+
 void group_member::apply(const group_view& v) {
+  claimed_ = true;
   progress_.members = v.members;
   progress_.pieces = v.pieces;
   progress_.reported = v.reported;

@@ -156,17 +156,23 @@ void registry_client::take_lease(const blob_id& blob, const std::string& holder,
 void registry_client::join_group(const blob_id& blob, const std::string& member, std::uint64_t size,
                                  int piece_size,
                                  const std::vector<std::pair<int, sha1_digest>>& done,
-                                 const std::vector<std::pair<int, int>>& unstarted, bool leave,
-                                 std::function<void(result<group_view>)> cb) {
+                                 const std::optional<std::vector<std::pair<int, int>>>& unstarted,
+                                 bool leave, std::function<void(result<group_view>)> cb) {
   if (!enabled()) return cb(make_error(errc::not_found, "no registry configured"));
   json reports = json::array();
   for (const auto& [p, h] : done)
     reports.push_back({p, to_hex(h)});
-  json runs = json::array();
-  for (const auto& [from, to] : unstarted)
-    runs.push_back({from, to});
-  json body{{"member", member}, {"size", size},      {"piece_size", piece_size},
-            {"done", reports},  {"unstarted", runs}, {"leave", leave}};
+  json body{{"member", member},
+            {"size", size},
+            {"piece_size", piece_size},
+            {"done", reports},
+            {"leave", leave}};
+  if (unstarted) {
+    json runs = json::array();
+    for (const auto& [from, to] : *unstarted)
+      runs.push_back({from, to});
+    body["unstarted"] = std::move(runs);
+  }
   call("POST", "/v2/blobs/" + blob.str() + "/group", body.dump(),
        [this, cb = std::move(cb), blob](http_response r) {
          if (!r.transport_ok())

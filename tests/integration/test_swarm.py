@@ -142,11 +142,12 @@ class SwarmTest(unittest.TestCase):
             self.assertEqual(status, 200, answer)
             return json.loads(answer)
 
-        self.assertEqual(join()["claim"], [[0, 64]])
+        first = join()["claim"]
+        self.assertEqual(first, [[0, 32]])  # the front half; the rest is the group's pool
         time.sleep(2.2)  # slow enough that the daemons may take part of its claim
         nodes = [env.node(i).start() for i in (1, 2)]
         procs = [(n.name, n.add("org/swarm")) for n in nodes]
-        claim = wait_until(lambda: (lambda c: c if c and c != [[0, 64]] else None)(join()["claim"]), 60,
+        claim = wait_until(lambda: (lambda c: c if c and c != first else None)(join()["claim"]), 60,
                            "the daemons to take part of the liar's claim")
         lied = [p for a, b in claim for p in range(a, b)]
         join(done=lied, leave=True)
@@ -186,7 +187,6 @@ class SwarmTest(unittest.TestCase):
         # The group's fetch is one copy; the swarm that follows can still go to the origins for a
         # few pieces while a member re-adds its torrent as a seed (1.00-1.21x seen here).
         self.assertLessEqual(env.cdn_bytes(), 1.5 * env.total_size())
-        self.assertIn("takes pieces", env.tracker.read_log())
 
     def test_a_corrupting_mirror_in_the_group(self):
         # The site's first mirror corrupts what it serves (one byte in the middle of the file): the

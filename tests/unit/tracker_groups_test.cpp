@@ -2,6 +2,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <optional>
 
 #include "voxd/tracker/groups.hpp"
 
@@ -34,7 +35,8 @@ class GroupsTest : public ::testing::Test {
   void TearDown() override { fs::remove_all(dir_); }
 
   group_answer join(const std::string& member, std::vector<std::pair<int, int>> report = {},
-                    unsigned char salt = 0) {
+                    unsigned char salt = 0,
+                    std::optional<std::vector<std::pair<int, int>>> unstarted = std::nullopt) {
     group_request r;
     r.member = member;
     r.size = size;
@@ -42,6 +44,7 @@ class GroupsTest : public ::testing::Test {
     for (const auto& [from, to] : report)
       for (int p = from; p < to; ++p)
         r.done.emplace_back(p, hash_of(p, salt));
+    r.unstarted = std::move(unstarted);
     auto a = groups_->join(blob_, r, now_);
     EXPECT_TRUE(a) << a.err().message;
     return a ? *a : group_answer{};
@@ -57,26 +60,47 @@ class GroupsTest : public ::testing::Test {
 using claim = std::vector<std::pair<int, int>>;
 
 TEST_F(GroupsTest, membersJoiningTogetherShareTheBlobEvenly) {
-  EXPECT_EQ(join("a").claim, (claim{{0, 64}}));
+  // Alone, the front half: the rest is the pool.
+  EXPECT_EQ(join("a").claim, (claim{{0, 32}}));
   join("b");
   now_ += std::chrono::milliseconds(200);  // within the settle window
   join("c");
   now_ += std::chrono::milliseconds(200);
-  EXPECT_EQ(join("a").claim, (claim{{0, 22}}));
-  EXPECT_EQ(join("b").claim, (claim{{22, 43}}));
-  EXPECT_EQ(join("c").claim, (claim{{43, 64}}));
-  // Too late to share evenly: half of the claim of c, which is still settling (fetching nothing).
-  EXPECT_EQ(join("d").claim, (claim{{54, 64}}));
-  EXPECT_EQ(groups_->stats(now_).reassigned, 1u);
+  // Equal runs in the order of joining, each given its front half.
+  EXPECT_EQ(join("a").claim, (claim{{0, 10}}));
+  EXPECT_EQ(join("b").claim, (claim{{21, 31}}));
+  EXPECT_EQ(join("c").claim, (claim{{42, 53}}));
+  // Too late to share evenly: a slice of the pool (33 pieces, for 4 members, halved).
+  EXPECT_EQ(join("d").claim, (claim{{10, 15}}));
+  EXPECT_EQ(groups_->stats(now_).reassigned, 0u);
 }
 
-TEST_F(GroupsTest, laterMembersTakeHalfOfTheLargestClaim) {
-  EXPECT_EQ(join("a").claim, (claim{{0, 64}}));
+TEST_F(GroupsTest, aMemberRunningDryIsGivenASliceOfThePool) {
+  EXPECT_EQ(join("a").claim, (claim{{0, 32}}));
+  now_ += std::chrono::milliseconds(400);
+  // Everything started: half of the pool.
+  EXPECT_EQ(join("a", {}, 0, claim{}).claim, (claim{{0, 48}}));
+  // Plenty still to start: nothing more.
+  EXPECT_EQ(join("a", {}, 0, claim{{40, 48}}).claim, (claim{{0, 48}}));
+  // One piece left to start: the next slice, half of what is left.
+  EXPECT_EQ(join("a", {}, 0, claim{{47, 48}}).claim, (claim{{0, 56}}));
+  // A member that never says what it has not started gets more only when its claim is done.
+  join("b");
+  EXPECT_EQ(join("b").claim, (claim{{56, 58}}));
+  EXPECT_EQ(join("b", {{56, 58}}).claim, (claim{{58, 60}}));
+}
+
+TEST_F(GroupsTest, laterMembersTakeHalfOfTheLargestClaimOnceThePoolIsEmpty) {
+  EXPECT_EQ(join("a").claim, (claim{{0, 32}}));
+  now_ += std::chrono::milliseconds(400);
+  for (int i = 0; i < 6; ++i)
+    join("a", {}, 0, claim{});  // slices of 16, 8, 4, 2, 1 and 1 pieces
+  EXPECT_EQ(join("a", {}, 0, claim{{16, 64}}).claim, (claim{{0, 64}}));
   now_ += std::chrono::milliseconds(2500);  // a has reported nothing for 2 s: slow
-  EXPECT_EQ(join("b").claim, (claim{{32, 64}}));
-  EXPECT_EQ(join("c").claim, (claim{{16, 32}}));
+  EXPECT_EQ(join("b").claim, (claim{{40, 64}}));
+  EXPECT_EQ(join("c").claim, (claim{{28, 40}}));
   const auto a = join("a");
-  EXPECT_EQ(a.claim, (claim{{0, 16}}));
+  EXPECT_EQ(a.claim, (claim{{0, 28}}));
   EXPECT_EQ(a.members, 3);
   EXPECT_EQ(a.pieces, 64);
 }
@@ -105,9 +129,7 @@ TEST_F(GroupsTest, twoHashesForOnePieceAreAConflictAndThePieceIsFetchedAgain) {
   EXPECT_EQ(b.reported, 0);
   EXPECT_EQ(groups_->stats(now_).conflicts, 1u);
   // The piece is unclaimed now: the next member without work takes it.
-  join("a", {{1, 32}});
-  const auto a = join("a");
-  EXPECT_EQ(a.claim, (claim{{0, 1}}));
+  EXPECT_EQ(join("b", {{1, 64}}).claim, (claim{{0, 1}}));
 }
 
 TEST_F(GroupsTest, aSilentMemberLosesItsClaim) {
@@ -118,9 +140,9 @@ TEST_F(GroupsTest, aSilentMemberLosesItsClaim) {
   now_ += std::chrono::seconds(3);  // a silent for 6 s
   const auto b = join("b");
   EXPECT_EQ(b.members, 1);
-  EXPECT_EQ(b.claim, (claim{{32, 64}}));
+  EXPECT_EQ(b.claim, (claim{{32, 48}}));
   const auto c = join("c");
-  EXPECT_EQ(c.claim, (claim{{0, 32}}));  // a's released pieces
+  EXPECT_EQ(c.claim, (claim{{0, 12}}));  // a slice of a's released pieces and the pool
   EXPECT_EQ(groups_->stats(now_).reassigned, 1u);
 }
 

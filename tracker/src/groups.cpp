@@ -186,8 +186,9 @@ bool first_fetch_groups::worth_stealing(const group& g, const std::string& victi
   return left / rate > min_steal_eta_s;
 }
 
-// Every unreported piece, in equal contiguous runs, to the members in the order they joined: one
-// claim each, equal work each, as if they had agreed before starting.
+// Every unreported piece, in equal contiguous runs, to the members in the order they joined, as if
+// they had agreed before starting: each is given the front of its run, the rest is the pool that
+// assign() hands out in slices.
 void first_fetch_groups::divide(group& g) {
   std::vector<std::pair<steady_time, const std::string*>> order;
   for (const auto& [name, m] : g.members)
@@ -198,15 +199,30 @@ void first_fetch_groups::divide(group& g) {
   std::vector<std::size_t> open;
   for (std::size_t i = 0; i < g.hashes.size(); ++i)
     if (!g.hashes[i]) open.push_back(i);
-  for (std::size_t k = 0; k < open.size(); ++k)
-    g.owner[open[k]] = *order[k * order.size() / open.size()].second;
+  const auto n = open.size(), m = order.size();
+  for (std::size_t j = 0; j < m; ++j) {
+    const auto from = j * n / m, to = (j + 1) * n / m;
+    const auto given = from + std::max<std::size_t>(1, (to - from) * first_share_percent / 100);
+    for (auto k = from; k < to; ++k)
+      g.owner[open[k]] = k < given ? *order[j].second : std::string();
+  }
+}
+
+bool first_fetch_groups::running_dry(const group& g, const member_state& m,
+                                     const std::string& member) {
+  if (!m.unstarted) return false;
+  int left = 0;
+  for (std::size_t i = 0; i < g.owner.size() && left < low_water; ++i)
+    left += g.owner[i] == member && !g.hashes[i] && (*m.unstarted)[i] ? 1 : 0;
+  return left < low_water;
 }
 
 void first_fetch_groups::assign(group& g, const std::string& member, steady_time now) {
   const int n = static_cast<int>(g.hashes.size());
-  // The largest run nobody claims, else the second half of the largest run another member has
+  // A slice of the largest run nobody claims (a share of the pool for each member, halved, so
+  // that the last slices are small), else the second half of the largest run another member has
   // not reported yet.
-  int best_from = 0, best_len = 0, steal_from = 0, steal_len = 0;
+  int best_from = 0, best_len = 0, steal_from = 0, steal_len = 0, unclaimed = 0;
   std::string victim;
   for (int p = 0; p < n;) {
     const auto i = static_cast<std::size_t>(p);
@@ -229,6 +245,7 @@ void first_fetch_groups::assign(group& g, const std::string& member, steady_time
            g.owner[static_cast<std::size_t>(q)] == who &&
            (!fresh || (*fresh)[static_cast<std::size_t>(q)]))
       ++q;
+    if (who.empty()) unclaimed += q - p;
     if (who.empty() && q - p > best_len) {
       best_from = p;
       best_len = q - p;
@@ -241,7 +258,10 @@ void first_fetch_groups::assign(group& g, const std::string& member, steady_time
     p = q;
   }
   int from = best_from, len = best_len;
-  if (len == 0) {
+  if (len > 0) {
+    const int members = std::max<int>(1, static_cast<int>(g.members.size()));
+    len = std::min(len, std::max(1, (unclaimed + 2 * members - 1) / (2 * members)));
+  } else {
     if (steal_len < 2 * min_steal) return;
     len = steal_len / 2;
     from = steal_from + steal_len - len;
@@ -370,7 +390,8 @@ result<group_answer> first_fetch_groups::join(const blob_id& blob, const group_r
     ++totals_.claims;
   }
   a.claim = claim_of(g, req.member);
-  if (a.claim.empty()) {
+  // More work before the member's connections run dry.
+  if (a.claim.empty() || (!newcomer && running_dry(g, ms, req.member))) {
     assign(g, req.member, now);
     a.claim = claim_of(g, req.member);
   }

@@ -52,6 +52,8 @@ class group_member {
   void renew();
   void schedule();
   void apply(const group_view& v);
+  // Little of the claim is waiting for a connection (or there is no claim).
+  bool running_dry() const;
 
   boost::asio::io_context& io_;
   registry_client& registry_;
@@ -68,6 +70,7 @@ class group_member {
   std::chrono::steady_clock::time_point trouble_since_{};
   bool asking_ = false;
   bool joined_ = false;
+  bool claimed_ = false;  // a claim was applied: reports of what is unstarted mean something
   bool over_ = false;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

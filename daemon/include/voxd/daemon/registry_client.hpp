@@ -63,7 +63,7 @@ class registry_client {
   // `unstarted`: runs of the claim no request has touched, which a newcomer may take.
   void join_group(const blob_id& blob, const std::string& member, std::uint64_t size,
                   int piece_size, const std::vector<std::pair<int, sha1_digest>>& done,
-                  const std::vector<std::pair<int, int>>& unstarted, bool leave,
+                  const std::optional<std::vector<std::pair<int, int>>>& unstarted, bool leave,
                   std::function<void(result<group_view>)> cb);
   // The group's torrent did not match the hub's hash: nobody should use it.
   void withdraw(const blob_id& blob, const std::string& member, const sha1_digest& info_hash,

@@ -79,6 +79,13 @@ class first_fetch_groups {
   // then splits the blob evenly among all members again, and nobody fetches before it has passed
   // (the daemon waits as long before its first fetch, and asks for its claim only then).
   static constexpr auto settle = std::chrono::milliseconds(300);
+  // Of each member's equal share, the part it is given at once; the rest stays unclaimed and goes
+  // in slices to members that have started all of theirs, so faster ones fetch more and the group
+  // finishes together even when the origin serves its connections unevenly.
+  static constexpr int first_share_percent = 50;
+  // A member with fewer unstarted pieces than this in its claim is given the next slice: its free
+  // connections stay on this blob instead of starting a smaller one (see the daemon's fetcher).
+  static constexpr int low_water = 2;
 
   explicit first_fetch_groups(registry& reg) : reg_(reg) {}
 
@@ -115,6 +122,7 @@ class first_fetch_groups {
   void assign(group& g, const std::string& member, steady_time now);
   static void divide(group& g);
   static bool worth_stealing(const group& g, const std::string& victim, int run, steady_time now);
+  static bool running_dry(const group& g, const member_state& m, const std::string& member);
   static std::vector<std::pair<int, int>> claim_of(const group& g, const std::string& member);
 
   registry& reg_;
