@@ -354,13 +354,12 @@ void blob_fetcher::pump() {
       // other files' gets a sliver of it for them. Among equals: the fewest requests out, or the
       // most to split.
       // In a group, the largest file's last ranges would share a bottleneck with every range a
-      // smaller one starts, and the hand-over waits for its last byte: a smaller file of a group
-      // starts only when the largest has nothing in flight.
+      // smaller one starts, this daemon's or another member's, and the hand-over waits for its
+      // last byte: a smaller file of a group starts only when the largest one's group is over.
       std::uint64_t group_largest = 0;
       for (const auto& id : order_) {
         const auto& t = tasks_[id];
-        if (!t->over && is_active(*t) && t->req.claim && t->req.size > small_file &&
-            (t->has_unstarted() || t->requests_out() > 0))
+        if (!t->over && is_active(*t) && t->req.claim && t->req.size > small_file)
           group_largest = std::max(group_largest, t->req.size);
       }
       std::shared_ptr<task> next;
