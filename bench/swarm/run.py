@@ -223,7 +223,9 @@ class Origin:
         wait_for(lambda: os.path.exists(ready) and os.path.exists(os.path.join(self.work, "nginx.pid")), 30,
                  "nginx and the Hub fixture to start (see %s)" % self.work)
         digest = next(d for _, _, lfs, d in self.files if lfs)
-        probe = self.host.popen(["curl", "-sf", "-o", "/dev/null", "-r", "0-0", self.webseed_url(digest)])
+        # Retried: the flaky-origin scenario's CDN fails some requests on purpose.
+        probe = self.host.popen(["curl", "-sf", "--retry", "10", "--retry-all-errors", "--retry-delay", "0",
+                                 "-o", "/dev/null", "-r", "0-0", self.webseed_url(digest)])
         if probe.wait() != 0:
             raise BenchError("nginx cannot serve %s (its workers run as nobody: every directory above --work "
                              "must be readable by others)" % self.work)

@@ -86,6 +86,7 @@ void origin_pool::record_failure(std::size_t i, const std::string& message, int 
 void origin_pool::record_success(std::size_t i) {
   origins_[i].consecutive_failures = 0;
   origins_[i].backoff_until = {};
+  origins_[i].last_success = steady::now();
 }
 
 namespace {

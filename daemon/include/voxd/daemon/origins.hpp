@@ -21,6 +21,7 @@ struct origin_state {
   int slots_used = 0;
   int consecutive_failures = 0;
   steady::time_point backoff_until{};
+  steady::time_point last_success{};
   std::string last_error;
   std::shared_ptr<std::atomic<std::uint64_t>> bytes =
       std::make_shared<std::atomic<std::uint64_t>>(0);
@@ -53,6 +54,11 @@ class origin_pool {
   // Starts or extends a back-off (1 s doubling to 60 s, or the server's Retry-After).
   void record_failure(std::size_t i, const std::string& message, int retry_after_s = 0);
   void record_success(std::size_t i);
+  // It answered a request well (for any blob) within the last `within`.
+  bool served_lately(std::size_t i, steady::time_point now, steady::duration within) const {
+    return origins_[i].last_success != steady::time_point{} &&
+           now - origins_[i].last_success < within;
+  }
   // The origin pushed back (429, 503, a reset connection): halve the connections it gets, at
   // most once a second. They grow back by one every 5 s after 15 s without pushback.
   void reduce_connections(std::size_t i, const std::string& why, steady::time_point now);
