@@ -342,6 +342,18 @@ void blob_fetcher::pump() {
   if (stopping_) return;
   const auto now = steady::now();
   bool waiting_on_backoff = false;
+  // In a group, the largest file's last ranges would share a bottleneck with every range a smaller
+  // one starts, this daemon's or another member's, and the hand-over waits for its last byte: a
+  // smaller file of a group starts only when the largest one's group is over. Not while the
+  // origin pushes back (429, 503, resets): then its few connections, not the link, are the
+  // bottleneck, and a file waiting would leave them idle (flaky-origin: 34.7 to 58.2 s with the
+  // wait, 29.5 s before it).
+  std::uint64_t group_largest = 0;
+  for (const auto& id : order_) {
+    const auto& t = tasks_[id];
+    if (!t->over && is_active(*t) && t->req.claim && t->req.size > small_file)
+      group_largest = std::max(group_largest, t->req.size);
+  }
   for (std::size_t o = 0; o < origins_.size(); ++o) {
     const int limit = origins_.connection_limit(o, connections_, now);
     while (origins_[o].slots_used < limit) {
@@ -353,18 +365,6 @@ void blob_fetcher::pump() {
       // the origins fetch the rest; and at a shared bottleneck a file whose last ranges run beside
       // other files' gets a sliver of it for them. Among equals: the fewest requests out, or the
       // most to split.
-      // In a group, the largest file's last ranges would share a bottleneck with every range a
-      // smaller one starts, this daemon's or another member's, and the hand-over waits for its
-      // last byte: a smaller file of a group starts only when the largest one's group is over.
-      // Not while the origin pushes back (429, 503, resets): then its few connections, not the
-      // link, are the bottleneck, and a file waiting would leave them idle (flaky-origin: 34.7 to
-      // 58.2 s with the wait, 29.5 s before it).
-      std::uint64_t group_largest = 0;
-      for (const auto& id : order_) {
-        const auto& t = tasks_[id];
-        if (!t->over && is_active(*t) && t->req.claim && t->req.size > small_file)
-          group_largest = std::max(group_largest, t->req.size);
-      }
       std::shared_ptr<task> next;
       std::tuple<int, std::uint64_t, bool, std::uint64_t> best;
       for (const auto& id : order_) {
