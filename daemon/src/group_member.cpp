@@ -43,8 +43,8 @@ void group_member::start() {
   renew();
 }
 
-void group_member::schedule() {
-  timer_.expires_after(!joined_ ? settle : running_dry() ? renew_idle : renew_every);
+void group_member::schedule(bool settling) {
+  timer_.expires_after(settling ? settle : running_dry() ? renew_idle : renew_every);
   timer_.async_wait([this, alive = alive_](boost::system::error_code ec) {
     if (!ec && *alive) renew();
   });
@@ -76,7 +76,7 @@ void group_member::renew() {
             return done_(outcome::solo, r.err().message + " for 30 s");
           }
           spdlog::warn("{}: {}", req_.path, r.err().message);
-          return schedule();
+          return schedule(!joined_);
         }
         trouble_since_ = {};
         in_flight_.clear();
@@ -88,10 +88,12 @@ void group_member::renew() {
           over_ = true;
           return done_(outcome::solo, "the registry withdrew a group torrent of this blob lately");
         }
-        // The first answer only makes this daemon a member: the claim is taken from the next.
-        if (joined_) apply(*r);
+        // The first answer only makes this daemon a member: the claim is taken from the next,
+        // a whole settle window later, when every daemon that asked together has joined.
+        const bool first = !joined_;
+        if (!first) apply(*r);
         joined_ = true;
-        schedule();
+        schedule(first);
       });
 }
 

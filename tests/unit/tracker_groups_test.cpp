@@ -75,6 +75,19 @@ TEST_F(GroupsTest, membersJoiningTogetherShareTheBlobEvenly) {
   EXPECT_EQ(groups_->stats(now_).reassigned, 0u);
 }
 
+TEST_F(GroupsTest, aNewcomerDoesNotRedivideOnceAMemberHasStartedItsClaim) {
+  join("a");
+  join("b");
+  now_ += std::chrono::milliseconds(100);
+  // a renews early (a client that does not wait out the settle window) and starts on its claim.
+  EXPECT_EQ(join("a").claim, (claim{{0, 16}}));
+  now_ += std::chrono::milliseconds(100);
+  // Within the window, but a is fetching: c gets a slice of the pool, a keeps what it has.
+  EXPECT_EQ(join("c").claim, (claim{{16, 22}}));
+  EXPECT_EQ(join("a").claim, (claim{{0, 16}}));
+  EXPECT_EQ(join("b").claim, (claim{{32, 48}}));
+}
+
 TEST_F(GroupsTest, aMemberRunningDryIsGivenASliceOfThePool) {
   EXPECT_EQ(join("a").claim, (claim{{0, 32}}));
   now_ += std::chrono::milliseconds(400);

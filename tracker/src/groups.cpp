@@ -385,7 +385,8 @@ result<group_answer> first_fetch_groups::join(const blob_id& blob, const group_r
     return a;
   }
   if (req.leave) return a;
-  if (newcomer && now - g.created < settle) {
+  if (!newcomer) g.fetching = true;
+  if (newcomer && !g.fetching && now - g.created < settle) {
     divide(g);
     ++totals_.claims;
   }

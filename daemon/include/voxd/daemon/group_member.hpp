@@ -50,7 +50,8 @@ class group_member {
 
  private:
   void renew();
-  void schedule();
+  // settling: the wait before the first claim, else the renewal period.
+  void schedule(bool settling);
   void apply(const group_view& v);
   // Little of the claim is waiting for a connection (or there is no claim).
   bool running_dry() const;

@@ -117,6 +117,9 @@ class first_fetch_groups {
     std::map<std::string, member_state> members;
     int reported = 0;
     steady_time created{};
+    // A member renewed: it acts on its claim from then on, so a newcomer no longer re-divides
+    // the blob (that would hand another what it may have started).
+    bool fetching = false;
   };
   void expire(group& g, steady_time now);
   void assign(group& g, const std::string& member, steady_time now);
