@@ -59,7 +59,10 @@ std::string progress_text(const json& m, int width) {
                           format_bytes(u64(m, "bytes_done")), format_bytes(u64(m, "bytes_total")),
                           format_rate(rate), eta, format_bytes(u64(m, "bytes_from_origin")),
                           format_bytes(u64(m, "bytes_from_peers")));
-  if (state == "waiting" && m.contains("lease") && m["lease"].is_object())
+  if (state == "waiting" && m.contains("reason"))
+    tail = fmt::format(" waiting: {} (trying again in {})", str(m, "reason"),
+                       format_duration(dbl(m, "retry_in_seconds")));
+  else if (state == "waiting" && m.contains("lease") && m["lease"].is_object())
     tail = fmt::format(" waiting for {} ({} of {})", str(m["lease"], "holder"),
                        format_bytes(u64(m["lease"], "bytes_done")),
                        format_bytes(u64(m["lease"], "bytes_total")));
@@ -85,8 +88,13 @@ result<rpc::client*> connect(rpc::client& c, const std::string& socket) {
   return &c;
 }
 
-int wait_for(rpc::client& c, json model) {
+// Waits until the model is complete or failed, or `timeout` (seconds, 0: none) has passed.
+int wait_for(rpc::client& c, json model, double timeout) {
   const auto key = str(model, "model");
+  const auto deadline = timeout > 0 ? std::chrono::steady_clock::now() +
+                                          std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              std::chrono::duration<double>(timeout))
+                                    : std::chrono::steady_clock::time_point::max();
   auto sub = c.call("subscribe", {{"model", key}}, call_timeout);
   if (!sub) return fail(sub.err());
   model = (*sub)["status"];
@@ -108,25 +116,39 @@ int wait_for(rpc::client& c, json model) {
           make_error(errc::download_failed, fmt::format("{}: {}", key, str(model, "error"))));
     }
     const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      if (tty) std::cout << "\r\033[K" << std::flush;
+      const auto why = str(model, "reason").empty() ? state : state + ": " + str(model, "reason");
+      return fail(make_error(
+          errc::timed_out,
+          fmt::format("{}: not complete after {} ({}, {:.1f}%); the daemon goes on with it", key,
+                      format_seconds(static_cast<std::uint64_t>(timeout)), why, percent(model))));
+    }
     if (tty) {
       std::cout << "\r\033[K" << progress_text(model, terminal_width()) << std::flush;
     } else {
       // Plain lines for logs: on state changes, every 10%, and at most every 5 s otherwise.
       const int decile = static_cast<int>(percent(model) / 10);
       if (state != last_state || decile != last_decile || now - last_print >= 5s) {
-        std::cout << fmt::format("{} {} {:.1f}% {}/{} {} origin {} peers {}\n", key, state,
-                                 percent(model), format_bytes(u64(model, "bytes_done")),
-                                 format_bytes(u64(model, "bytes_total")),
-                                 format_rate(dbl(model, "rate")),
-                                 format_bytes(u64(model, "bytes_from_origin")),
-                                 format_bytes(u64(model, "bytes_from_peers")))
-                  << std::flush;
+        if (model.contains("reason"))
+          std::cout << fmt::format("{} waiting: {} (trying again in {})\n", key,
+                                   str(model, "reason"),
+                                   format_duration(dbl(model, "retry_in_seconds")));
+        else
+          std::cout << fmt::format("{} {} {:.1f}% {}/{} {} origin {} peers {}\n", key, state,
+                                   percent(model), format_bytes(u64(model, "bytes_done")),
+                                   format_bytes(u64(model, "bytes_total")),
+                                   format_rate(dbl(model, "rate")),
+                                   format_bytes(u64(model, "bytes_from_origin")),
+                                   format_bytes(u64(model, "bytes_from_peers")))
+                    << std::flush;
         last_print = now;
         last_state = state;
         last_decile = decile;
       }
     }
-    auto msg = c.next_notification(60s);
+    auto msg = c.next_notification(std::min<std::chrono::milliseconds>(
+        60s, std::chrono::duration_cast<std::chrono::milliseconds>(deadline - now)));
     if (!msg) {
       if (msg.err().code != errc::daemon_unreachable ||
           msg.err().message.find("timed out") == std::string::npos) {
@@ -187,6 +209,9 @@ void print_status_table(const json& st) {
 
 void print_model(const json& m) {
   std::cout << fmt::format("model:      {}\nstate:      {}\n", str(m, "model"), str(m, "state"));
+  if (m.contains("reason"))
+    std::cout << fmt::format("waiting:    {} (trying again in {})\n", str(m, "reason"),
+                             format_duration(dbl(m, "retry_in_seconds")));
   if (!str(m, "alias").empty()) std::cout << fmt::format("alias:      {}\n", str(m, "alias"));
   if (!str(m, "commit").empty()) std::cout << fmt::format("commit:     {}\n", str(m, "commit"));
   std::cout << fmt::format("progress:   {:.1f}% ({} of {}, {} of {} files)\n", percent(m),
@@ -265,7 +290,7 @@ std::string render_man_page(const CLI::App& app) {
       ".SH ENVIRONMENT\n.TP\n\\fBVOXD_SOCKET\\fR\nThe daemon's socket when "
       "\\fB\\-\\-socket\\fR is not given.\n"
       ".SH EXIT STATUS\n";
-  for (int code = 0; code <= static_cast<int>(errc::cancelled); ++code)
+  for (int code = 0; code <= static_cast<int>(errc::no_space); ++code)
     out += fmt::format(".TP\n\\fB{}\\fR\n{}\n", code, roff(to_string(static_cast<errc>(code))));
   out +=
       ".SH FILES\n.TP\n.I /run/voxd/voxd.sock\nThe control socket of \\fBvoxd.service\\fR.\n"
@@ -293,6 +318,10 @@ int run(int argc, char** argv) {
   add->add_option("-r,--revision", revision,
                   "Branch, tag or commit (default: the alias's, else main)");
   add->add_flag("-d,--detach", detach, "Queue the model and return at once");
+  std::string timeout;
+  add->add_option("--timeout", timeout,
+                  "Give up waiting after this long (90s, 10m, 2h) with exit status 13; the "
+                  "daemon goes on with the model");
 
   auto* ls = app.add_subcommand("ls", "List the daemon's models");
   ls->add_flag("--json", as_json, "Machine-readable output");
@@ -359,6 +388,12 @@ int run(int argc, char** argv) {
   };
 
   if (add->parsed()) {
+    double wait_s = 0;
+    if (!timeout.empty()) {
+      auto d = parse_duration(timeout);
+      if (!d) return fail(make_error(errc::usage, "--timeout: " + d.err().message));
+      wait_s = *d;
+    }
     json params{{"model", model}};
     if (!revision.empty()) params["revision"] = revision;
     auto r = call("add", params);
@@ -367,7 +402,7 @@ int run(int argc, char** argv) {
       std::cout << fmt::format("{} {}\n", str(*r, "model"), str(*r, "state"));
       return 0;
     }
-    return wait_for(client, *r);
+    return wait_for(client, *r, wait_s);
   }
   if (ls->parsed() || status->parsed()) {
     json params = json::object();

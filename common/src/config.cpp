@@ -303,6 +303,46 @@ const std::vector<field>& fields() {
                  int_loader(&config::http_timeout, 1, 3600),
                  [](config const& c) { return std::to_string(c.http_timeout); },
                  needs_restart([](auto& c) -> auto& { return c.http_timeout; })});
+    const auto space_loader = [](space_spec config::*field) {
+      return [field](config& c, YAML::Node const& n,
+                     std::string const&) -> std::optional<std::string> {
+        if (auto e = want_scalar(n, "a size or a percentage")) return e;
+        auto v = parse_space(n.Scalar());
+        if (!v) return v.err().message;
+        c.*field = *v;
+        return std::nullopt;
+      };
+    };
+    t.push_back({"store.max_size", "size or percentage",
+                 "Most the store (hub_cache's blobs) may hold: off, a size such as 500GiB, or a "
+                 "share of its file system such as 80%. A model that would pass it waits "
+                 "(state waiting, \"store full\") instead of starting.",
+                 space_loader(&config::store_max_size),
+                 [](config const& c) { return to_string(c.store_max_size); },
+                 applies_live([](auto& c) -> auto& { return c.store_max_size; })});
+    t.push_back({"store.min_free", "size or percentage",
+                 "Free space the store's file systems (hub_cache, state_dir) keep: a model whose "
+                 "files would leave less waits (state waiting, \"disk full: need X, have Y\") "
+                 "and starts when space appears. auto: 5% of the file system, at most 2 GiB; off.",
+                 space_loader(&config::store_min_free),
+                 [](config const& c) { return to_string(c.store_min_free); },
+                 applies_live([](auto& c) -> auto& { return c.store_min_free; })});
+    t.push_back(
+        {"retry_for", "duration",
+         "How long a model waits, retrying with growing pauses (5 s up to 5 min), while no "
+         "origin can be reached (DNS, connection, TLS handshake, timeouts, HTTP 5xx, 429). "
+         "Answers that waiting cannot change (repository or revision not found, 401/403, a "
+         "certificate not trusted, every origin serving bytes that fail verification) fail the "
+         "model at once. 0: fail at once on those too.",
+         [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
+           if (auto e = want_scalar(n, "a duration")) return e;
+           auto v = parse_duration(n.Scalar());
+           if (!v) return v.err().message;
+           c.retry_for = static_cast<int>(*v);
+           return std::nullopt;
+         },
+         [](config const& c) { return format_seconds(c.retry_for); },
+         applies_live([](auto& c) -> auto& { return c.retry_for; })});
     t.push_back({"bandwidth.download_cap", "rate",
                  "Cap on the total download rate from origins: off, or a rate such as 20MB/s or "
                  "200Mbit. `voxd limit download` overrides it at run time.",

@@ -30,6 +30,12 @@ std::string_view to_string(errc code) {
       return "configuration error";
     case errc::cancelled:
       return "cancelled";
+    case errc::unavailable:
+      return "unavailable";
+    case errc::timed_out:
+      return "timed out";
+    case errc::no_space:
+      return "no space";
   }
   return "unknown";
 }

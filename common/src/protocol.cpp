@@ -84,7 +84,7 @@ result<message> parse_message(std::string_view line) {
 }
 
 errc code_to_errc(int code) {
-  if (code > 0 && code <= static_cast<int>(errc::cancelled)) return static_cast<errc>(code);
+  if (code > 0 && code <= static_cast<int>(errc::no_space)) return static_cast<errc>(code);
   if (code == invalid_params) return errc::invalid_argument;
   return errc::protocol;
 }

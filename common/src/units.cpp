@@ -76,6 +76,80 @@ result<std::uint64_t> parse_size(std::string_view text) {
   return static_cast<std::uint64_t>(*v);
 }
 
+result<double> parse_duration(std::string_view text) {
+  const auto s = trim(text);
+  double n = 0;
+  std::string_view unit;
+  if (!split_number(s, n, unit))
+    return make_error(errc::invalid_argument,
+                      fmt::format("'{}' is not a duration (examples: 90s, 5m, 24h, 30d)", text));
+  static constexpr std::array<std::pair<std::string_view, double>, 5> units{
+      {{"", 1}, {"s", 1}, {"m", 60}, {"h", 3600}, {"d", 86400}}};
+  for (const auto& [name, secs] : units)
+    if (unit == name) {
+      // Ten years is more than any wait voxd has.
+      if (n * secs > 10 * 365 * 86400.0)
+        return make_error(errc::invalid_argument, fmt::format("'{}' is too long", text));
+      return n * secs;
+    }
+  return make_error(errc::invalid_argument,
+                    fmt::format("'{}' has an unknown time unit (use s, m, h or d)", text));
+}
+
+std::string format_seconds(std::uint64_t seconds) {
+  for (const auto& [unit, secs] : {std::pair{'d', 86400u}, {'h', 3600u}, {'m', 60u}})
+    if (seconds > 0 && seconds % secs == 0) return fmt::format("{}{}", seconds / secs, unit);
+  return fmt::format("{}s", seconds);
+}
+
+std::uint64_t space_spec::of(std::uint64_t fs_size) const {
+  switch (type) {
+    case kind::off:
+      return 0;
+    case kind::bytes:
+      return bytes;
+    case kind::percent:
+      return static_cast<std::uint64_t>(static_cast<double>(fs_size) * percent / 100);
+    case kind::automatic:
+      return std::min<std::uint64_t>(fs_size / 20, 2ull << 30);
+  }
+  return 0;
+}
+
+result<space_spec> parse_space(std::string_view text) {
+  const auto s = trim(text);
+  if (s == "off") return space_spec{};
+  if (s == "auto") return space_spec{space_spec::kind::automatic, 0, 0};
+  if (!s.empty() && s.back() == '%') {
+    double n = 0;
+    std::string_view unit;
+    if (!split_number(s, n, unit) || unit != "%" || n <= 0 || n > 100)
+      return make_error(errc::invalid_argument,
+                        fmt::format("'{}': a percentage must be above 0 and at most 100", text));
+    return space_spec{space_spec::kind::percent, 0, n};
+  }
+  auto v = parse_size(s);
+  if (!v)
+    return make_error(
+        errc::invalid_argument,
+        fmt::format("'{}' is not off, auto, a size (50GiB) or a percentage (80%)", text));
+  return space_spec{space_spec::kind::bytes, *v, 0};
+}
+
+std::string to_string(const space_spec& s) {
+  switch (s.type) {
+    case space_spec::kind::off:
+      return "off";
+    case space_spec::kind::bytes:
+      return format_bytes(s.bytes);
+    case space_spec::kind::percent:
+      return fmt::format("{}%", s.percent);
+    case space_spec::kind::automatic:
+      return "auto";
+  }
+  return "off";
+}
+
 result<rate_spec> parse_rate(std::string_view text, bool allow_percent) {
   auto s = trim(text);
   if (s == "off" || s == "unlimited" || s == "0") return rate_spec::off();

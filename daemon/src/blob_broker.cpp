@@ -170,6 +170,14 @@ void blob_broker::want(const blob_request& req, const std::string& model, bool a
     jobs_.emplace(req.blob.str(), j);
   }
   j->wanters[model] = active;
+  // A model coming back (resumed, or retrying after a wait) wakes the blob's paused fetch.
+  follow_activity(j);
+}
+
+void blob_broker::follow_activity(const job_ptr& j) {
+  const bool on = is_active(*j);
+  fetcher_.set_active(j->req.blob.str(), on);
+  if (swarm_ && j->ph == job::phase::swarm) swarm_->set_paused(j->req.blob, !on);
   kick(j);
 }
 
@@ -180,12 +188,8 @@ void blob_broker::set_active(const std::string& model, bool active) {
       it->second = active;
       touched.push_back(j);
     }
-  for (auto& j : touched) {
-    const bool on = is_active(*j);
-    fetcher_.set_active(j->req.blob.str(), on);
-    if (swarm_ && j->ph == job::phase::swarm) swarm_->set_paused(j->req.blob, !on);
-    kick(j);
-  }
+  for (auto& j : touched)
+    follow_activity(j);
 }
 
 void blob_broker::unwant(const std::string& model) {
@@ -601,7 +605,7 @@ void blob_broker::feed(const job_ptr& j) {
           grace ? ", discovering" : "");
     }
     if (j->origins_out && (v.peers == 0 || stalled) && now - j->peers_last_sent > swarm_stall * 6)
-      return finish(j, make_error(errc::download_failed,
+      return finish(j, make_error(j->origins_error.err().code,
                                   fmt::format("{}; and no peer has sent any of the missing pieces "
                                               "for a minute",
                                               j->origins_error.err().message)));

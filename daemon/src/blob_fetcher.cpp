@@ -45,7 +45,8 @@ struct blob_fetcher::flight {
 struct blob_fetcher::task {
   struct origin_try {
     int failures = 0;
-    int transient = 0;  // of those, timeouts, 5xx, 429: forgiven once the origin serves again
+    int transient = 0;     // of those, timeouts, 5xx, 429: forgiven once the origin serves again
+    bool lasting = false;  // a failure waiting cannot cure (corrupt bytes, 404, 401/403, ...)
     std::string resolved_url;  // where the content is after the origin's redirects
     bool resolving = false;    // the first request is out; others wait for its redirect
     bool fresh = false;        // resolved_url was just obtained (a 403 then is not an expiry)
@@ -290,6 +291,7 @@ void blob_fetcher::report_corrupt(const blob_id& blob, std::size_t ci, std::size
   t->chunks[ci].st = chunk::state::held;
   auto& tr = t->tries[o];
   ++tr.failures;
+  tr.lasting = true;
   tr.last_error = why;
   ++origins_[o].corrupt_total;
   spdlog::warn("{} ({}): {}", t->req.path, origins_[o].cfg.url, why);
@@ -536,7 +538,9 @@ std::string range_problem(const http_response& r, std::uint64_t a, std::uint64_t
 bool blob_fetcher::handle_answer(task& t, std::size_t o, const std::string& url,
                                  const http_response& r, bool was_resolving) {
   auto& tr = t.tries[o];
-  if (!r.transport_ok()) {
+  if (!r.transport_ok() && r.lasting_failure()) {
+    hard_failure(t, o, fmt::format("{}: {}", url, r.curl_error), true);
+  } else if (!r.transport_ok()) {
     // A connection the origin reset (or closed without an answer) is pushback, like a 503.
     if (r.curl_code == CURLE_RECV_ERROR || r.curl_code == CURLE_SEND_ERROR ||
         r.curl_code == CURLE_GOT_NOTHING)
@@ -730,6 +734,7 @@ void blob_fetcher::hard_failure(task& t, std::size_t o, const std::string& messa
   tr.last_error = message;
   tr.resolved_url.clear();
   tr.failures = give_up ? settings_.max_attempts : tr.failures + 1;
+  tr.lasting = true;
   ++origins_[o].failures_total;
   spdlog::warn("{} ({}): {}", t.req.path, origins_[o].cfg.url, message);
 }
@@ -742,11 +747,15 @@ void blob_fetcher::check_exhausted(const std::shared_ptr<task>& t) {
         exhausted && (origins_[o].retired || t->tries[o].failures >= settings_.max_attempts);
   if (!exhausted) return;
   std::string tried;
-  for (std::size_t o = 0; o < origins_.size(); ++o)
+  bool lasting = false;
+  for (std::size_t o = 0; o < origins_.size(); ++o) {
     tried += fmt::format("{}{} ({} attempts, last: {})", tried.empty() ? "" : "; ",
                          origins_[o].cfg.url, t->tries[o].failures, t->tries[o].last_error);
+    lasting = lasting || t->tries[o].lasting;
+  }
+  // Only out of reach (no origin answered anything that waiting cannot change): worth a retry.
   finish(t,
-         make_error(errc::download_failed,
+         make_error(lasting ? errc::download_failed : errc::unavailable,
                     fmt::format("file '{}' ({}): no origin could supply a verified copy; tried {}",
                                 t->req.path, t->req.blob.str().substr(0, 12), tried)));
 }
@@ -819,6 +828,7 @@ void blob_fetcher::finalize(const std::shared_ptr<task>& t) {
     for (const auto o : t->contributors) {
       auto& tr = t->tries[o];
       ++tr.failures;
+      tr.lasting = true;
       tr.last_error = fmt::format("content hashed to {}, expected {}", digest.substr(0, 12),
                                   t->req.blob.str().substr(0, 12));
       ++origins_[o].corrupt_total;

@@ -63,7 +63,10 @@ struct daemon::impl final : model_backend {
         names(cfg.models),
         st(cfg.hub_cache, cfg.state_dir),
         bw(cfg, cfg.state_dir + "/settings.json"),
-        queue(st, *this, cfg.state_dir + "/models.json", cfg.max_active) {}
+        queue(st, *this, cfg.state_dir + "/models.json", cfg.max_active) {
+    queue.set_retry_for(std::chrono::seconds(cfg.retry_for));
+    queue.set_space(cfg.store_max_size, cfg.store_min_free);
+  }
 
   // ---- what the model queue asks of the rest ---------------------------------------------
 
@@ -127,6 +130,8 @@ struct daemon::impl final : model_backend {
       fetcher->set_policy(running.origin_policy);
       spdlog::set_level(spdlog::level::from_str(running.log_level));
       queue.set_max_active(running.max_active);
+      queue.set_retry_for(std::chrono::seconds(running.retry_for));
+      queue.set_space(running.store_max_size, running.store_min_free);
     };
     reload_config(config_path, cfg, hooks);
     sd_notify(0, "READY=1");

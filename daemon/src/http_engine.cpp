@@ -33,6 +33,20 @@ std::string http_response::header(const std::string& name) const {
   return it == headers.end() ? std::string() : it->second;
 }
 
+bool http_response::lasting_failure() const {
+  switch (curl_code) {
+    case CURLE_UNSUPPORTED_PROTOCOL:
+    case CURLE_URL_MALFORMAT:
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+      return true;
+    default:
+      return false;
+  }
+}
+
 struct http_engine::impl {
   struct transfer {
     request_id id = 0;

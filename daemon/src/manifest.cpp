@@ -57,7 +57,9 @@ void manifest_resolver::get(std::shared_ptr<op> o, std::string url,
 
 std::optional<manifest_resolver::failure> manifest_resolver::bad_answer(const http_response& r,
                                                                         const std::string& url) {
-  if (!r.transport_ok()) return failure{r.curl_error, failure_kind::transient};
+  if (!r.transport_ok())
+    return failure{r.curl_error,
+                   r.lasting_failure() ? failure_kind::invalid : failure_kind::transient};
   if (r.status == 429 || r.status >= 500)
     return failure{fmt::format("HTTP {} from {}", r.status, url), failure_kind::transient};
   if (r.status != 200)
@@ -101,7 +103,10 @@ void manifest_resolver::origin_failed(std::shared_ptr<op> o, failure f) {
   for (const auto& e : o->errors)
     all += (all.empty() ? "" : "; ") + e;
   const bool all_missing = !o->any_transient && o->missing == o->errors.size();
-  o->cb(make_error(all_missing ? errc::not_found : errc::download_failed,
+  // An origin out of reach in the last round may answer later: the queue waits and asks again.
+  o->cb(make_error(o->any_transient ? errc::unavailable
+                   : all_missing    ? errc::not_found
+                                    : errc::download_failed,
                    fmt::format("cannot read the file list of {}@{} from any origin ({})",
                                o->repo.str(), o->revision, all)));
 }

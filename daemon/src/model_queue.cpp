@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "voxd/common/files.hpp"
+#include "voxd/common/units.hpp"
 
 namespace voxd {
 
@@ -26,13 +27,16 @@ std::string_view to_string(model_state s) {
       return "paused";
     case model_state::error:
       return "error";
+    case model_state::waiting:
+      return "waiting";
   }
   return "error";
 }
 
 std::optional<model_state> model_state_from(std::string_view s) {
-  for (auto st : {model_state::queued, model_state::resolving, model_state::downloading,
-                  model_state::complete, model_state::paused, model_state::error})
+  for (auto st :
+       {model_state::queued, model_state::resolving, model_state::downloading,
+        model_state::complete, model_state::paused, model_state::error, model_state::waiting})
     if (to_string(st) == s) return st;
   return std::nullopt;
 }
@@ -220,7 +224,13 @@ json model_queue::model_json(const model& m, const model_progress& p) const {
       {"path", m.commit ? json(st_.snapshot_dir(m.spec.repo, *m.commit).string()) : json(nullptr)}};
   if (m.active() && m.rate > 1 && total >= done)
     j["eta_seconds"] = static_cast<double>(total - done) / m.rate;
-  if (!m.error.empty()) j["error"] = m.error;
+  if (m.state == model_state::waiting) {
+    j["reason"] = m.error;
+    j["retry_in_seconds"] =
+        std::max(0.0, std::chrono::duration<double>(m.retry_at - now_()).count());
+  } else if (!m.error.empty()) {
+    j["error"] = m.error;
+  }
   if (p.lease)
     j["lease"] = {{"holder", p.lease->holder},
                   {"ours", p.lease->ours},
@@ -283,10 +293,12 @@ void model_queue::start(model& m) {
     if (it == models_.end() || stopping_) return;
     auto& mm = it->second;
     if (!r) {
-      if (mm.state == model_state::resolving) set_state(mm, model_state::error, r.err().message);
+      if (mm.state == model_state::resolving) fail(mm, r.err());
       schedule();
       return;
     }
+    mm.trouble_since = {};
+    mm.backoff = {};
     mm.commit = r->commit;
     mm.files = std::move(r->files);
     if (mm.state == model_state::resolving)
@@ -316,6 +328,11 @@ void model_queue::begin_download(model& m) {
     m.pending.insert(f.blob);
     wanted.push_back(blob_request{*blob, f.size, m.spec.repo, *m.commit, f.path});
   }
+  // Nothing starts that the disk cannot hold: a model waits for room rather than fail half-way.
+  std::uint64_t need = 0;
+  for (const auto& w : wanted)
+    need += w.size - std::min(w.size, st_.partial_bytes(w.blob));
+  if (auto room = st_.room_for(need, max_size_, min_free_); !room) return fail(m, room.err());
   save();
   backend_.broadcast("model.state", model_json(m), m.key());
   for (const auto& w : wanted)
@@ -357,12 +374,11 @@ void model_queue::on_blob_done(const blob_id& blob, const status& s, const blob_
     m->from_wan_base += out.from_peers_wan;
     m->redundant_base += out.redundant;
     if (!s) {
-      if (m->state == model_state::downloading) {
-        backend_.set_active(m->key(), false);
-        set_state(*m, model_state::error, s.err().message);
-      }
+      if (m->state == model_state::downloading) fail(*m, s.err());
       continue;
     }
+    m->trouble_since = {};
+    m->backoff = {};
     const auto it = std::find_if(m->files.begin(), m->files.end(),
                                  [&](const auto& f) { return f.blob == blob.str(); });
     if (!st_.has_blob(m->spec.repo, blob, it->size)) {
@@ -382,6 +398,30 @@ void model_queue::on_blob_done(const blob_id& blob, const status& s, const blob_
   schedule();
 }
 
+void model_queue::fail(model& m, const error& e) {
+  backend_.set_active(m.key(), false);
+  const auto now = now_();
+  if (e.code == errc::no_space) {
+    // Room appears when someone frees it: looked for often, and for as long as it takes.
+    m.retry_at = now + first_retry;
+    if (m.trouble_since == std::chrono::steady_clock::time_point{})
+      spdlog::warn("{}: {}; waiting for room", m.key(), e.message);
+    m.trouble_since = now;
+    return set_state(m, model_state::waiting, e.message);
+  }
+  if (e.code != errc::unavailable) return set_state(m, model_state::error, e.message);
+  if (m.trouble_since == std::chrono::steady_clock::time_point{}) m.trouble_since = now;
+  if (now - m.trouble_since >= retry_for_)
+    return set_state(m, model_state::error,
+                     fmt::format("{} (gave up after retrying for {})", e.message,
+                                 format_seconds(static_cast<std::uint64_t>(retry_for_.count()))));
+  m.backoff = std::clamp(m.backoff * 2, first_retry, longest_retry);
+  m.retry_at = now + m.backoff;
+  spdlog::warn("{}: {}; trying again in {}", m.key(), e.message,
+               format_seconds(static_cast<std::uint64_t>(m.backoff.count())));
+  set_state(m, model_state::waiting, e.message);
+}
+
 void model_queue::seed_complete() {
   for (const auto& [k, m] : models_) {
     if (m.state != model_state::complete) continue;
@@ -394,7 +434,8 @@ model& model_queue::add(const model_spec& spec) {
   if (auto it = models_.find(spec.key()); it != models_.end()) {
     auto& m = it->second;
     // Re-adding a complete model re-checks the store and repairs what is missing.
-    if (m.state == model_state::error || m.state == model_state::complete) {
+    if (m.state == model_state::error || m.state == model_state::complete ||
+        m.state == model_state::waiting) {
       set_state(m, model_state::queued);
       schedule();
     }
@@ -409,14 +450,16 @@ model& model_queue::add(const model_spec& spec) {
 }
 
 void model_queue::pause(model& m) {
-  if (m.state != model_state::queued && !m.active()) return;
+  if (m.state != model_state::queued && m.state != model_state::waiting && !m.active()) return;
   backend_.set_active(m.key(), false);
   set_state(m, model_state::paused);
   schedule();
 }
 
 void model_queue::resume(model& m) {
-  if (m.state != model_state::paused && m.state != model_state::error) return;
+  if (m.state != model_state::paused && m.state != model_state::error &&
+      m.state != model_state::waiting)
+    return;
   set_state(m, model_state::queued);
   schedule();
 }
@@ -448,7 +491,18 @@ void model_queue::remove(model& m) {
 }
 
 void model_queue::tick(double dt_s) {
+  const auto now = now_();
+  bool retry = false;
+  for (auto& [k, m] : models_)
+    if (m.state == model_state::waiting && now >= m.retry_at) {
+      spdlog::info("{}: trying the origins again", m.key());
+      set_state(m, model_state::queued, {});
+      retry = true;
+    }
+  if (retry) schedule();
   for (auto& [k, m] : models_) {
+    // A waiting model's clients see the countdown to its next try.
+    if (m.state == model_state::waiting) backend_.broadcast("model.progress", model_json(m), k);
     if (!m.active()) continue;
     const auto p = progress_of(m);
     if (dt_s > 0) {

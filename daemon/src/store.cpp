@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <fmt/format.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <array>
@@ -164,6 +165,49 @@ status store::write_ref(const repo_id& repo, const std::string& revision, const 
   const auto ref = model_dir(repo) / "refs" / revision;
   if (auto s = make_dirs(ref.parent_path()); !s) return s;
   return write_file_atomic(ref, commit.str());  // no newline: Python reads it verbatim
+}
+
+std::uint64_t store::partial_bytes(const blob_id& blob) const {
+  struct stat sb {};
+  if (::stat(partial_path(blob).c_str(), &sb) != 0) return 0;
+  return static_cast<std::uint64_t>(sb.st_blocks) * 512;  // partial files are sparse
+}
+
+status store::room_for(std::uint64_t need, const space_spec& max_size,
+                       const space_spec& min_free) const {
+  if (need == 0) return ok();
+  // Partial files grow under state_dir, verified blobs end under hub_cache: both must have room
+  // (once when they share a file system).
+  std::set<unsigned long> seen;
+  for (const auto& dir : {hub_cache_, state_dir_}) {
+    struct statvfs sv {};
+    if (::statvfs(dir.c_str(), &sv) != 0 || !seen.insert(sv.f_fsid).second) continue;
+    const auto total = static_cast<std::uint64_t>(sv.f_blocks) * sv.f_frsize;
+    const auto free = static_cast<std::uint64_t>(sv.f_bavail) * sv.f_frsize;
+    const auto keep = min_free.of(total);
+    if (free < need + keep)
+      return make_error(
+          errc::no_space,
+          fmt::format("disk full: need {}, have {} free on {}{}", format_bytes(need),
+                      format_bytes(free), dir.string(),
+                      keep > 0 ? fmt::format(" (store.min_free keeps {})", format_bytes(keep))
+                               : std::string()));
+    if (max_size.type == space_spec::kind::off || dir != hub_cache_) continue;
+    std::uint64_t used = 0;
+    std::error_code ec;
+    std::set<std::string> counted;  // a blob two models share is one file (hard links)
+    for (const auto& m : fs::directory_iterator(hub_cache_, ec))
+      for (const auto& b : fs::directory_iterator(m.path() / "blobs", ec))
+        if (b.is_regular_file(ec) && counted.insert(b.path().filename().string()).second)
+          used += b.file_size(ec);
+    const auto most = max_size.of(total);
+    if (used + need > most)
+      return make_error(errc::no_space,
+                        fmt::format("store full: need {}, the store holds {} of its "
+                                    "store.max_size {}",
+                                    format_bytes(need), format_bytes(used), format_bytes(most)));
+  }
+  return ok();
 }
 
 status store::remove_snapshot(const repo_id& repo, const commit_id& commit) {

@@ -150,9 +150,9 @@ class Env:
         return "http://%s:%d" % (ip, self.nginx_port)
 
     def start_hub(self, world, ip="127.0.0.1", cdn_prefix="cdn", token=None, page_size=3, url_ttl=3600,
-                  corrupt=False, fail_all=False, shift_ranges=False, name="hub"):
+                  corrupt=False, fail_all=False, shift_ranges=False, name="hub", port=0):
         ready = os.path.join(self.dir, name + ".port")
-        args = ["python3", os.path.join(FIXTURES, "hub_fixture.py"), "--listen", ip + ":0", "--world", world,
+        args = ["python3", os.path.join(FIXTURES, "hub_fixture.py"), "--listen", "%s:%d" % (ip, port), "--world", world,
                 "--cdn-url", "http://%s:%d" % (self.nginx_ip, self.nginx_port), "--cdn-prefix", cdn_prefix,
                 "--secret", SECRET, "--page-size", str(page_size), "--url-ttl", str(url_ttl),
                 "--log", os.path.join(self.dir, name + ".log"), "--ready-file", ready]

@@ -329,7 +329,7 @@ class CoreTest(VoxdTest):
         self.assertEqual(big[0]["error"]["code"], -32600)
         self.assertIn("exceeds", big[0]["error"]["message"])
         ok = exchange(b'{"jsonrpc":"2.0","id":4,"method":"status"}\n')
-        self.assertEqual(ok[0]["result"]["protocol_version"], "1.2")
+        self.assertEqual(ok[0]["result"]["protocol_version"], "1.3")
         # A client that connects and vanishes mid-message does not disturb others.
         s = socket.socket(socket.AF_UNIX)
         s.connect(self.env.socket)

@@ -153,3 +153,99 @@ TEST_F(ModelQueueTest, removingAModelForgetsItAndLeavesTheQueueRunning) {
   EXPECT_EQ(q.models().size(), 1u);
   EXPECT_EQ(q.models().at("org/b@main").state, model_state::resolving);
 }
+
+TEST_F(ModelQueueTest, unreachableOriginsMakeAModelWaitAndRetryWithGrowingPauses) {
+  auto now = std::chrono::steady_clock::now();
+  model_queue q(*st_, backend_, file(), 1);
+  q.set_clock([&] { return now; });
+  q.set_retry_for(std::chrono::hours(1));
+  auto& a = q.add(spec("org/a"));
+  auto& b = q.add(spec("org/b"));
+  backend_.resolving.at("org/a")(make_error(errc::unavailable, "Couldn't resolve host name"));
+  EXPECT_EQ(a.state, model_state::waiting);
+  EXPECT_EQ(q.model_json(a)["reason"], "Couldn't resolve host name");
+  EXPECT_EQ(q.model_json(a)["retry_in_seconds"], 5.0);
+  EXPECT_FALSE(q.model_json(a).contains("error"));
+  // A waiting model holds no slot: the next one starts.
+  EXPECT_EQ(b.state, model_state::resolving);
+  backend_.resolving.erase("org/a");
+  now += std::chrono::seconds(4);
+  q.tick(0.5);
+  EXPECT_EQ(a.state, model_state::waiting);
+  now += std::chrono::seconds(1);
+  q.tick(0.5);
+  EXPECT_EQ(a.state, model_state::queued);  // its turn comes when b's slot is free
+  backend_.resolving.at("org/b")(make_error(errc::not_found, "no such repo"));
+  EXPECT_EQ(b.state, model_state::error);  // a permanent answer fails at once
+  EXPECT_EQ(a.state, model_state::resolving);
+  backend_.resolving.at("org/a")(make_error(errc::unavailable, "HTTP 503"));
+  EXPECT_EQ(q.model_json(a)["retry_in_seconds"], 10.0);  // the pause doubles
+  // Progress (the manifest read) forgets the trouble; a blob out of reach makes it wait again.
+  now += std::chrono::seconds(10);
+  q.tick(0.5);
+  const std::string bytes = "hello";
+  backend_.resolving.at("org/a")(one_file(bytes));
+  EXPECT_EQ(a.state, model_state::downloading);
+  const auto blob = backend_.wanted.back().first.blob;
+  q.on_blob_done(blob, make_error(errc::unavailable, "connection refused"), {});
+  EXPECT_EQ(a.state, model_state::waiting);
+  EXPECT_FALSE(backend_.active.at(a.key()));
+  EXPECT_EQ(q.model_json(a)["retry_in_seconds"], 5.0);
+  // Back: the blob is wanted again and completes.
+  now += std::chrono::seconds(5);
+  q.tick(0.5);
+  EXPECT_EQ(a.state, model_state::downloading);
+  EXPECT_EQ(backend_.wanted.back().first.blob, blob);
+  put_partial(blob, bytes, a.spec.repo);
+  q.on_blob_done(blob, ok(), {});
+  EXPECT_EQ(a.state, model_state::complete);
+}
+
+TEST_F(ModelQueueTest, aModelWaitingLongerThanRetryForFailsNamingTheWait) {
+  auto now = std::chrono::steady_clock::now();
+  model_queue q(*st_, backend_, file(), 1);
+  q.set_clock([&] { return now; });
+  q.set_retry_for(std::chrono::minutes(10));
+  auto& a = q.add(spec("org/a"));
+  for (int i = 0; i < 20 && a.state != model_state::error; ++i) {
+    backend_.resolving.at("org/a")(make_error(errc::unavailable, "connection refused"));
+    if (a.state == model_state::waiting) {
+      EXPECT_LE(q.model_json(a)["retry_in_seconds"].get<double>(), 300.0);
+      now += std::chrono::seconds(300);
+      q.tick(0.5);
+    }
+  }
+  EXPECT_EQ(a.state, model_state::error);
+  EXPECT_EQ(a.error, "connection refused (gave up after retrying for 10m)");
+  // A waiting model survives a restart as waiting and is tried again at the first tick.
+  auto& b = q.add(spec("org/b"));
+  backend_.resolving.at("org/b")(make_error(errc::unavailable, "connection refused"));
+  ASSERT_EQ(b.state, model_state::waiting);
+  model_queue again(*st_, backend_, file(), 1);
+  ASSERT_TRUE(again.load());
+  EXPECT_EQ(again.models().at("org/b@main").state, model_state::waiting);
+  again.tick(0.5);
+  EXPECT_EQ(again.models().at("org/b@main").state, model_state::resolving);
+}
+
+TEST_F(ModelQueueTest, aModelWaitsForRoomInTheStoreAndStartsWhenThereIs) {
+  auto now = std::chrono::steady_clock::now();
+  model_queue q(*st_, backend_, file(), 1);
+  q.set_clock([&] { return now; });
+  q.set_retry_for(std::chrono::seconds(0));  // a full disk is waited for however long it takes
+  q.set_space(space_spec{space_spec::kind::bytes, 4, 0}, space_spec{});
+  auto& a = q.add(spec("org/a"));
+  backend_.resolving.at("org/a")(one_file("hello"));
+  EXPECT_EQ(a.state, model_state::waiting);
+  EXPECT_TRUE(backend_.wanted.empty());  // nothing started
+  EXPECT_EQ(q.model_json(a)["reason"],
+            "store full: need 5 B, the store holds 0 B of its store.max_size 4 B");
+  now += std::chrono::minutes(10);
+  q.tick(0.5);
+  EXPECT_EQ(a.state, model_state::waiting);  // still no room, still waiting
+  q.set_space(space_spec{}, space_spec{});
+  now += std::chrono::seconds(5);
+  q.tick(0.5);
+  EXPECT_EQ(a.state, model_state::downloading);
+  EXPECT_EQ(backend_.wanted.size(), 1u);
+}

@@ -50,6 +50,42 @@ TEST(UnitsTest, rejectsAmbiguousBitAndByteUnits) {
   EXPECT_FALSE(parse_rate("0.001B/s", false));
 }
 
+TEST(UnitsTest, parsesDurations) {
+  EXPECT_EQ(*parse_duration("90"), 90);
+  EXPECT_EQ(*parse_duration("5s"), 5);
+  EXPECT_EQ(*parse_duration("1.5m"), 90);
+  EXPECT_EQ(*parse_duration(" 24h "), 86400);
+  EXPECT_EQ(*parse_duration("30d"), 30 * 86400);
+  for (const char* bad : {"", "h", "5 hours", "-1s", "1w", "99999d"}) {
+    auto r = parse_duration(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.err().message.find(std::string("'") + bad + "'"), std::string::npos) << bad;
+  }
+}
+
+TEST(UnitsTest, formatsSecondsSoTheyParseBack) {
+  for (std::uint64_t secs : {0ull, 5ull, 90ull, 300ull, 7200ull, 86400ull, 30 * 86400ull}) {
+    const auto text = format_seconds(secs);
+    EXPECT_EQ(*parse_duration(text), static_cast<double>(secs)) << text;
+  }
+  EXPECT_EQ(format_seconds(86400), "1d");
+  EXPECT_EQ(format_seconds(90), "90s");
+}
+
+TEST(UnitsTest, spaceIsOffAutoASizeOrAShare) {
+  EXPECT_EQ(parse_space("off")->of(1000), 0u);
+  EXPECT_EQ(parse_space("80%")->of(1000), 800u);
+  EXPECT_EQ(parse_space("2KiB")->of(1000), 2048u);
+  EXPECT_EQ(parse_space("auto")->of(1000), 50u);               // 5%
+  EXPECT_EQ(parse_space("auto")->of(1ull << 40), 2ull << 30);  // at most 2 GiB
+  EXPECT_EQ(to_string(*parse_space("80%")), "80%");
+  for (const char* bad : {"", "lots", "0%", "101%", "-5GiB"}) {
+    auto r = parse_space(bad);
+    ASSERT_FALSE(r) << bad;
+    EXPECT_NE(r.err().message.find(std::string("'") + bad + "'"), std::string::npos) << bad;
+  }
+}
+
 TEST(UnitsTest, formatsForHumans) {
   EXPECT_EQ(format_bytes(512), "512 B");
   EXPECT_EQ(format_bytes(1536), "1.5 KiB");

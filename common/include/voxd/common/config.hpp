@@ -51,7 +51,10 @@ struct config {
   std::uint64_t chunk_size = 16ull << 20;
   std::uint64_t min_split_size = 64ull << 10;
   int max_attempts_per_origin = 3;
-  int http_timeout = 30;  // seconds without progress before a request is abandoned
+  int http_timeout = 30;      // seconds without progress before a request is abandoned
+  space_spec store_max_size;  // off
+  space_spec store_min_free{space_spec::kind::automatic, 0, 0};  // 5%, at most 2 GiB
+  int retry_for = 24 * 3600;  // seconds a model waits for unreachable origins before failing
   rate_spec download_cap;
   std::uint64_t link = 0;  // bytes per second of the link; 0 = measured (auto)
   rate_spec upload_cap{rate_spec::kind::percent, 0, 30};

@@ -23,6 +23,9 @@ enum class errc : int {
   io = 9,                  // local disk or socket error
   config = 10,             // configuration file is invalid
   cancelled = 11,          // the model was removed while a client waited for it
+  unavailable = 12,        // origins out of reach for now (network, 5xx, 429): worth retrying
+  timed_out = 13,          // `voxd add --timeout` passed before the model was complete
+  no_space = 14,           // the store's disk or budget cannot hold a model's files for now
 };
 
 std::string_view to_string(errc code);

@@ -17,7 +17,7 @@ namespace voxd::rpc {
 
 using json = nlohmann::json;
 
-inline constexpr std::string_view protocol_version = "1.2";
+inline constexpr std::string_view protocol_version = "1.3";
 inline constexpr std::size_t max_message_bytes = 64 * 1024;
 
 inline constexpr int parse_error = -32700;

@@ -90,6 +90,8 @@ class blob_broker {
 
   job_ptr find(const std::string& blob) const;
   bool is_active(const job& j) const;
+  // The fetch and the swarm follow whether any model wanting the blob is active.
+  void follow_activity(const job_ptr& j);
   void kick(const job_ptr& j);
   void lookup(const job_ptr& j);
   void join_group(const job_ptr& j);

@@ -7,6 +7,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -27,7 +28,8 @@
 
 namespace voxd {
 
-enum class model_state { queued, resolving, downloading, complete, paused, error };
+// waiting: no origin can be reached for now; the model tries again at retry_at.
+enum class model_state { queued, resolving, downloading, complete, paused, error, waiting };
 std::string_view to_string(model_state s);
 std::optional<model_state> model_state_from(std::string_view s);
 
@@ -44,6 +46,9 @@ struct model {
   std::uint64_t from_wan_base = 0;
   std::uint64_t redundant_base = 0;
   std::set<std::string> pending;  // blob ids not yet in this model's blobs/
+  // Origins out of reach since trouble_since (cleared by any progress); waiting until retry_at.
+  std::chrono::steady_clock::time_point trouble_since{}, retry_at{};
+  std::chrono::seconds backoff{0};
   // Rate estimate, for progress and ETA.
   std::uint64_t last_done = 0;
   double rate = 0;
@@ -87,6 +92,10 @@ class model_backend {
 
 class model_queue {
  public:
+  using clock_fn = std::function<std::chrono::steady_clock::time_point()>;
+  // The pauses between tries while origins are out of reach double from the first to the last.
+  static constexpr std::chrono::seconds first_retry{5}, longest_retry{300};
+
   model_queue(store& st, model_backend& backend, std::string queue_file, int max_active);
 
   // Reads the queue file; a damaged one is moved aside (".damaged") and the queue starts empty.
@@ -94,6 +103,14 @@ class model_queue {
   status load();
   void save() const;
   void set_max_active(int n) { max_active_ = n; }
+  // How long a model waits for unreachable origins before it fails (config retry_for).
+  void set_retry_for(std::chrono::seconds d) { retry_for_ = d; }
+  void set_clock(clock_fn now) { now_ = std::move(now); }
+  // A model starts its files only when the store has room for them (config store.*).
+  void set_space(space_spec max_size, space_spec min_free) {
+    max_size_ = max_size;
+    min_free_ = min_free;
+  }
   // From now on nothing starts and no callback changes a model (the daemon is stopping).
   void stop() { stopping_ = true; }
 
@@ -114,7 +131,8 @@ class model_queue {
   void on_blob_done(const blob_id& blob, const status& s, const blob_outcome& out);
   // Every blob of a complete model whose torrent is known is seeded from the store.
   void seed_complete();
-  // Every tick: rates and progress events of the active models.
+  // Every tick: rates and progress events of the active models; waiting models whose pause is
+  // over are queued again.
   void tick(double dt_s);
 
   model_progress progress_of(const model& m) const;
@@ -132,11 +150,17 @@ class model_queue {
   void start(model& m);
   void begin_download(model& m);
   void complete(model& m);
+  // A failure of the model's manifest or of one of its blobs: origins out of reach make it wait
+  // (until retry_for has passed), anything else makes it fail.
+  void fail(model& m, const error& e);
 
   store& st_;
   model_backend& backend_;
   std::string file_;
   int max_active_;
+  std::chrono::seconds retry_for_{24 * 3600};
+  space_spec max_size_, min_free_;
+  clock_fn now_ = [] { return std::chrono::steady_clock::now(); };
   std::map<std::string, model> models_;  // by key
   std::uint64_t next_seq_ = 1;
   bool stopping_ = false;

@@ -14,6 +14,7 @@
 #include "voxd/common/error.hpp"
 #include "voxd/common/files.hpp"
 #include "voxd/common/ids.hpp"
+#include "voxd/common/units.hpp"
 
 namespace voxd {
 
@@ -45,6 +46,12 @@ class store {
   status link_snapshot(const repo_id& repo, const commit_id& commit, const std::string& path,
                        const blob_id& blob);
   status write_ref(const repo_id& repo, const std::string& revision, const commit_id& commit);
+  // Whether `need` more bytes fit: on the file systems of hub_cache and state_dir, leaving
+  // min_free, and in the store, within max_size (both as configured; off: no check). The error
+  // (errc::no_space) says which limit and by how much.
+  status room_for(std::uint64_t need, const space_spec& max_size, const space_spec& min_free) const;
+  // Bytes the partial file of a blob occupies on disk (its fetched part).
+  std::uint64_t partial_bytes(const blob_id& blob) const;
   // Removes the snapshot, the refs that point at it, and blobs no remaining snapshot links to.
   status remove_snapshot(const repo_id& repo, const commit_id& commit);
 
