@@ -1,5 +1,6 @@
 #include "voxd/cli/cli.hpp"
 
+#include <fmt/chrono.h>
 #include <fmt/format.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
@@ -8,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <ctime>
 #include <iostream>
 
 #include "voxd/common/man.hpp"
@@ -353,6 +355,11 @@ int run(int argc, char** argv) {
   auto* peers_cmd = app.add_subcommand("peers", "List a model's connected peers");
   peers_cmd->add_option("MODEL", model)->required();
   peers_cmd->add_flag("--json", as_json, "Machine-readable output");
+  bool dry_run = false;
+  auto* gc = app.add_subcommand(
+      "gc", "Remove models not used for store.evict_after, least recently used first");
+  gc->add_flag("-n,--dry-run", dry_run, "List what would be removed; remove nothing");
+  gc->add_flag("--json", as_json, "Machine-readable output");
 
   if (argc == 2 && std::string_view(argv[1]) == "--print-man") {
     std::cout << render_man_page(app);
@@ -479,6 +486,30 @@ int run(int argc, char** argv) {
           p.value("seed", false) ? std::string("seed")
                                  : fmt::format("{}/{}", u64(p, "pieces"), u64(p, "pieces_total")),
           str(p, "file"));
+    return 0;
+  }
+  if (gc->parsed()) {
+    auto r = call("gc", {{"dry_run", dry_run}});
+    if (!r) return fail(r.err());
+    if (as_json) {
+      std::cout << r->dump(2) << "\n";
+      return 0;
+    }
+    if (str(*r, "evict_after") == "off") {
+      std::cout << "store.evict_after is off: nothing is evicted (set it, e.g. to 30d)\n";
+      return 0;
+    }
+    for (const auto& m : (*r)["models"]) {
+      const auto last = static_cast<std::time_t>(m.value("last_used", std::int64_t{0}));
+      std::tm tm{};
+      ::gmtime_r(&last, &tm);
+      std::cout << fmt::format("{} {}  last used {:%Y-%m-%d %H:%M} UTC, frees {}\n",
+                               dry_run ? "would remove" : "removed", str(m, "model"), tm,
+                               format_bytes(u64(m, "bytes")));
+    }
+    std::cout << fmt::format("{} model(s) not used for {}; {} {}\n", (*r)["models"].size(),
+                             str(*r, "evict_after"), dry_run ? "would free" : "freed",
+                             format_bytes(u64(*r, "bytes")));
     return 0;
   }
   return static_cast<int>(errc::usage);

@@ -328,6 +328,28 @@ const std::vector<field>& fields() {
                  [](config const& c) { return to_string(c.store_min_free); },
                  applies_live([](auto& c) -> auto& { return c.store_min_free; })});
     t.push_back(
+        {"store.evict_after", "duration",
+         "`voxd gc` removes models not used for this long (off, or e.g. 30d), least recently "
+         "used first; a blob another model still uses stays. Used means added, or a file of the "
+         "model's own read (its access time; most file systems update it at most daily).",
+         [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
+           if (auto e = want_scalar(n, "a duration or off")) return e;
+           if (n.Scalar() == "off") {
+             c.evict_after = 0;
+             return std::nullopt;
+           }
+           auto v = parse_duration(n.Scalar());
+           if (!v) return v.err().message;
+           if (*v < 1) return fmt::format("'{}': use off, or at least 1s", n.Scalar());
+           c.evict_after = static_cast<int>(*v);
+           return std::nullopt;
+         },
+         [](config const& c) {
+           return c.evict_after == 0 ? std::string("off")
+                                     : format_seconds(static_cast<std::uint64_t>(c.evict_after));
+         },
+         applies_live([](auto& c) -> auto& { return c.evict_after; })});
+    t.push_back(
         {"retry_for", "duration",
          "How long a model waits, retrying with growing pauses (5 s up to 5 min), while no "
          "origin can be reached (DNS, connection, TLS handshake, timeouts, HTTP 5xx, 429). "

@@ -11,6 +11,7 @@
 #include <boost/asio/post.hpp>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <limits>
 #include <tuple>
@@ -652,6 +653,16 @@ void blob_fetcher::on_range_done(const std::string& blob, std::uint64_t gen, std
 
   if (r.curl_error == "cancelled") {
     pump();
+    return;
+  }
+  if (r.write_errno != 0) {
+    // The disk failed, not the origin: the blob stops with what is on disk (the journal keeps
+    // it), and its models wait for room (a full disk) or fail (any other write error).
+    const bool full = r.write_errno == ENOSPC || r.write_errno == EDQUOT;
+    finish(t, make_error(full ? errc::no_space : errc::io,
+                         fmt::format("{}cannot write '{}' to {}: {}", full ? "disk full: " : "",
+                                     t->req.path, store_.partial_path(t->req.blob).string(),
+                                     errno_text(r.write_errno))));
     return;
   }
   if (body && !problem.empty()) {

@@ -47,6 +47,7 @@ std::span<const control_api::method> control_api::methods() {
       {"resume", true, &control_api::m_resume},  {"rm", true, &control_api::m_rm},
       {"path", false, &control_api::m_path},     {"limit", true, &control_api::m_limit},
       {"peers", false, &control_api::m_peers},   {"subscribe", false, &control_api::m_subscribe},
+      {"gc", true, &control_api::m_gc},
   };
   return table;
 }
@@ -90,6 +91,35 @@ result<json> control_api::m_resume(control_session&, const json& p) {
   if (!m) return m.err();
   queue_.resume(**m);
   return queue_.model_json(**m);
+}
+
+result<json> control_api::m_gc(control_session&, const json& p) {
+  const auto dry = p.find("dry_run");
+  if (dry != p.end() && !dry->is_boolean())
+    return make_error(errc::invalid_argument, "parameter 'dry_run' must be true or false");
+  const bool dry_run = dry != p.end() && dry->get<bool>();
+  json out{{"evict_after", cfg_.evict_after == 0
+                               ? "off"
+                               : format_seconds(static_cast<std::uint64_t>(cfg_.evict_after))},
+           {"dry_run", dry_run},
+           {"models", json::array()},
+           {"bytes", 0}};
+  if (cfg_.evict_after == 0) return out;
+  const auto now = std::chrono::duration_cast<std::chrono::seconds>(
+                       std::chrono::system_clock::now().time_since_epoch())
+                       .count();
+  std::uint64_t bytes = 0;
+  for (const auto& s : queue_.stale(now - cfg_.evict_after)) {
+    out["models"].push_back({{"model", s.key}, {"last_used", s.last_used}, {"bytes", s.bytes}});
+    bytes += s.bytes;
+    if (dry_run) continue;
+    spdlog::info("gc: removing {} (not used for {}, {})", s.key,
+                 format_seconds(static_cast<std::uint64_t>(now - s.last_used)),
+                 format_bytes(s.bytes));
+    if (auto m = queue_.find(s.key, names_); m) queue_.remove(**m);
+  }
+  out["bytes"] = bytes;
+  return out;
 }
 
 result<json> control_api::m_rm(control_session&, const json& p) {

@@ -136,6 +136,7 @@ struct http_engine::impl {
             ::pwrite(t->req.file_fd, data + off, allowed - off, static_cast<off_t>(c.pos + off));
         if (w < 0) {
           if (errno == EINTR) continue;
+          t->resp.write_errno = errno;
           t->resp.curl_error =
               fmt::format("writing the partial file failed: {}", errno_text(errno));
           c.pos += off;

@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <filesystem>
 
@@ -12,6 +14,14 @@
 namespace voxd {
 
 using json = nlohmann::json;
+
+namespace {
+std::int64_t unix_now() {
+  return std::chrono::duration_cast<std::chrono::seconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+}  // namespace
 
 std::string_view to_string(model_state s) {
   switch (s) {
@@ -54,6 +64,7 @@ void model_queue::save() const {
                    {"revision", m.spec.revision},
                    {"alias", m.spec.alias},
                    {"seq", m.seq},
+                   {"added_at", m.added_at},
                    {"state", to_string(m.state)},
                    {"error", m.error},
                    {"commit", m.commit ? json(m.commit->str()) : json(nullptr)},
@@ -91,6 +102,8 @@ status model_queue::load() {
         return quarantine("an entry has an invalid repo, revision or state");
       model m(model_spec{*repo, *rev, j.value("alias", std::string())});
       m.seq = j.at("seq").get<std::uint64_t>();
+      // A queue file from before added_at: count from now, so nothing is evicted at once.
+      m.added_at = j.value("added_at", unix_now());
       m.state = *state;
       m.error = j.value("error", std::string());
       if (j.contains("commit") && j["commit"].is_string()) {
@@ -422,6 +435,38 @@ void model_queue::fail(model& m, const error& e) {
   set_state(m, model_state::waiting, e.message);
 }
 
+std::vector<stale_model> model_queue::stale(std::int64_t before) const {
+  // Which models hold each blob: a shared blob's atime says nothing about either model.
+  std::map<std::string, int> holders;
+  for (const auto& [k, m] : models_) {
+    std::set<std::string> own;
+    for (const auto& f : m.files)
+      own.insert(f.blob);
+    for (const auto& b : own)
+      ++holders[b];
+  }
+  std::vector<stale_model> out;
+  for (const auto& [k, m] : models_) {
+    if (m.state != model_state::complete && m.state != model_state::paused &&
+        m.state != model_state::error)
+      continue;
+    stale_model s{k, m.added_at, 0};
+    std::set<std::string> seen;
+    for (const auto& f : m.files) {
+      auto blob = blob_id::parse(f.blob);
+      if (!blob || !seen.insert(f.blob).second || holders[f.blob] > 1) continue;
+      struct stat sb {};
+      if (::stat(st_.blob_path(m.spec.repo, *blob).c_str(), &sb) != 0) continue;
+      s.last_used = std::max<std::int64_t>(s.last_used, sb.st_atim.tv_sec);
+      s.bytes += static_cast<std::uint64_t>(sb.st_size);
+    }
+    if (s.last_used < before) out.push_back(std::move(s));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return a.last_used < b.last_used; });
+  return out;
+}
+
 void model_queue::seed_complete() {
   for (const auto& [k, m] : models_) {
     if (m.state != model_state::complete) continue;
@@ -433,6 +478,7 @@ void model_queue::seed_complete() {
 model& model_queue::add(const model_spec& spec) {
   if (auto it = models_.find(spec.key()); it != models_.end()) {
     auto& m = it->second;
+    m.added_at = unix_now();
     // Re-adding a complete model re-checks the store and repairs what is missing.
     if (m.state == model_state::error || m.state == model_state::complete ||
         m.state == model_state::waiting) {
@@ -443,6 +489,7 @@ model& model_queue::add(const model_spec& spec) {
   }
   model fresh(spec);
   fresh.seq = next_seq_++;
+  fresh.added_at = unix_now();
   auto& m = models_.emplace(fresh.key(), std::move(fresh)).first->second;
   set_state(m, model_state::queued);
   schedule();

@@ -230,6 +230,7 @@ const std::map<std::string, std::string>& reload_samples() {
       {"retry_for", "retry_for: 30m"},
       {"store.max_size", "store: {max_size: 80%}"},
       {"store.min_free", "store: {min_free: 10GiB}"},
+      {"store.evict_after", "store: {evict_after: 30d}"},
       {"bandwidth.download_cap", "bandwidth: {download_cap: 5MB/s}"},
       {"bandwidth.link", "bandwidth: {link: 100Mbit}"},
       {"bandwidth.upload_cap", "bandwidth: {upload_cap: 10%}"},

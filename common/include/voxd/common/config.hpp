@@ -54,6 +54,7 @@ struct config {
   int http_timeout = 30;      // seconds without progress before a request is abandoned
   space_spec store_max_size;  // off
   space_spec store_min_free{space_spec::kind::automatic, 0, 0};  // 5%, at most 2 GiB
+  int evict_after = 0;                                           // seconds; 0: off
   int retry_for = 24 * 3600;  // seconds a model waits for unreachable origins before failing
   rate_spec download_cap;
   std::uint64_t link = 0;  // bytes per second of the link; 0 = measured (auto)

@@ -49,6 +49,7 @@ class control_api {
   result<nlohmann::json> m_limit(control_session&, const nlohmann::json& p);
   result<nlohmann::json> m_peers(control_session&, const nlohmann::json& p);
   result<nlohmann::json> m_subscribe(control_session&, const nlohmann::json& p);
+  result<nlohmann::json> m_gc(control_session&, const nlohmann::json& p);
 
   // The model named by the required "model" parameter.
   result<model*> model_param(const nlohmann::json& p);

@@ -43,6 +43,7 @@ struct http_response {
   std::string body;                            // memory bodies
   std::uint64_t body_bytes = 0;                // bytes received (file or memory)
   bool cut_short = false;  // file mode: stopped at a cursor end lowered after the request began
+  int write_errno = 0;     // file mode: writing the body failed with this errno (the disk's fault)
   bool transport_ok() const { return curl_code == 0 && curl_error.empty(); }
   // A transport failure that waiting cannot cure (the origin's certificate is not trusted, the
   // URL cannot be used); DNS, connection, reset, TLS handshake and timeout failures may pass.

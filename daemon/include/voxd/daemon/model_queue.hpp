@@ -36,7 +36,8 @@ std::optional<model_state> model_state_from(std::string_view s);
 struct model {
   explicit model(model_spec s) : spec(std::move(s)) {}
   model_spec spec;
-  std::uint64_t seq = 0;  // order of adding; the queue runs in this order
+  std::uint64_t seq = 0;      // order of adding; the queue runs in this order
+  std::int64_t added_at = 0;  // unix seconds of the last `add`
   model_state state = model_state::queued;
   std::string error;
   std::optional<commit_id> commit;
@@ -69,6 +70,14 @@ struct model_progress {
   std::string lease_file;
   std::optional<group_progress> group;  // the largest part of a cooperative first fetch
   std::string group_file;
+};
+
+// A model `voxd gc` would remove: not used since last_used (unix seconds); its removal frees
+// `bytes` (the blobs no other model holds).
+struct stale_model {
+  std::string key;
+  std::int64_t last_used = 0;
+  std::uint64_t bytes = 0;
 };
 
 class model_backend {
@@ -125,6 +134,9 @@ class model_queue {
   void resume(model& m);
   // Forgets the model; its snapshot and the blobs no other model holds leave the store.
   void remove(model& m);
+  // Models at rest (complete, paused, failed) not used since `before` (unix seconds), least
+  // recently used first. Used: added, or a blob no other model holds read (its atime).
+  std::vector<stale_model> stale(std::int64_t before) const;
   // Starts queued models, oldest first, while fewer than max_active are active.
   void schedule();
   // The broker finished a blob (or failed to).
