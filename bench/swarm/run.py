@@ -310,6 +310,10 @@ class Tool:
     def output(self, host, path):
         return os.path.join(self.dir(host), "out", path)
 
+    def received_twice(self, hosts):
+        """Bytes each finished host received twice, where the tool tells; {} otherwise."""
+        return {}
+
     def log(self, host, name):
         return open(os.path.join(self.dir(host), name), "a")
 
@@ -354,6 +358,14 @@ class Voxd(Tool):
 
     def output(self, host, path):
         return os.path.join(self.dir(host), "out", "models--" + REPO.replace("/", "--"), "snapshots", COMMIT, path)
+
+    def received_twice(self, hosts):
+        out = {}
+        for h in hosts:
+            r = self.cli(h, "status", REPO, "--json")
+            if r.returncode == 0:
+                out[h.name] = json.loads(r.stdout).get("bytes_redundant", 0)
+        return out
 
 
 class Curl(Tool):
@@ -511,6 +523,7 @@ def run_tool(name, sc, lab, origin, tracker_host, hosts, work, t_star, log):
             time.sleep(0.1)
         final = traffic(lab.counters(), c0, sc)
         samples.append((time.monotonic() - t0, dict(final, cpu=cpu_times())))
+        twice = tool.received_twice([h for h in hosts if h.name in finished])
     finally:
         tool.stop(hosts)
         tracker_host.kill_all()
@@ -526,6 +539,7 @@ def run_tool(name, sc, lab, origin, tracker_host, hosts, work, t_star, log):
     remaining = [h for h in hosts if h.name not in left]
     return dict(tool=name, hosts=len(remaining), finished=finished, failed=sorted(failed), left=sorted(left),
                 exact=exact, inexact=inexact, origin_bytes=origin.bytes_since(mark), traffic=final, samples=samples,
+                twice=twice,
                 cpu=cpu_busy(samples),
                 timed_out=[h.name for h in remaining if h.name not in finished and h.name not in failed])
 
@@ -625,6 +639,11 @@ def table(sc, results, size, t_star):
                 cmp.append("%s did not finish every host" % r["tool"])
         if cmp:
             out += ["", "Slowest voxd host: " + ", ".join(cmp) + "."]
+    for r in results:
+        if r.get("twice"):
+            shares = [100.0 * b / size for b in r["twice"].values()]
+            out.append("- %s: bytes received twice (peers' end game, origin pieces after a peer's copy): mean %.2f%%, "
+                       "worst host %.2f%% of the model" % (r["tool"], sum(shares) / len(shares), max(shares)))
     for r in results:
         for what in ("failed", "timed_out"):
             if r[what]:

@@ -46,7 +46,7 @@ def wait_until(pred, timeout, what, interval=0.05):
 def read_text(path):
     """A log's text so far; "" before the file exists."""
     try:
-        with open(path) as f:
+        with open(path, errors="replace") as f:
             return f.read()
     except OSError:
         return ""
@@ -199,6 +199,7 @@ class Env:
         e.update(env or {})
         with open(os.path.join(self.dir, "daemon.log"), "a") as log:
             self.daemon = subprocess.Popen([DAEMON, "--config", config], stdout=log, stderr=log, env=e)
+        self.daemon.graceful = signal.SIGTERM  # a clean exit runs the sanitized build's leak check
         self.procs.append(self.daemon)
         wait_until(lambda: self.daemon.poll() is not None or self.cli("status", check=False).returncode == 0, 20,
                    "the daemon to answer")
@@ -260,11 +261,34 @@ class Env:
             try:
                 p.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                pass
-        if os.environ.get("VOXD_TEST_KEEP"):  # logs and stores, for a failing test's post-mortem
+                p.kill()
+                p.wait()
+        reports = sanitizer_reports(self.dir)
+        if os.environ.get("VOXD_TEST_KEEP") or reports:  # logs and stores, for a post-mortem
             print("kept %s" % self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+        if reports:
+            raise AssertionError("sanitizer reports (scripts/test --sanitize):\n" + "\n".join(reports))
+
+
+# What AddressSanitizer, LeakSanitizer and UBSan print; daemons stopped with SIGTERM run the leak
+# check at exit. A plain build prints none of it.
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", ": runtime error: ")
+
+
+def sanitizer_reports(top):
+    """Every log under `top` with a sanitizer's report in it, with the report's first lines."""
+    found = []
+    for root, _dirs, names in os.walk(top):
+        for n in names:
+            if not n.endswith(".log"):
+                continue
+            text = read_text(os.path.join(root, n))
+            at = min((text.find(m) for m in SANITIZER_MARKS if m in text), default=-1)
+            if at >= 0:
+                found.append("%s:\n%s" % (os.path.join(root, n), text[max(0, at - 200):at + 3000]))
+    return found
 
 
 class VoxdTest(unittest.TestCase):

@@ -65,6 +65,7 @@ class Node:
     def start(self):
         with open(self.log, "a") as log:
             self.proc = subprocess.Popen([DAEMON, "--config", self.config], stdout=log, stderr=log)
+        self.proc.graceful = signal.SIGTERM  # a clean exit runs the sanitized build's leak check
         self.env.procs.append(self.proc)
         wait_until(lambda: self.proc.poll() is not None or self.cli("status", check=False).returncode == 0, 20,
                    "daemon %s to answer" % self.name)

@@ -12,6 +12,12 @@ from harness import CLI, VoxdTest, free_port, git_sha1, sha256_file, wait_until
 from test_core import COMMIT, model_world
 
 
+def state(env, model="voxcpm-1.5"):
+    """The model's state, or None while `voxd add` has not reached the daemon yet."""
+    r = env.cli("status", model, "--json", check=False)
+    return json.loads(r.stdout)["state"] if r.returncode == 0 else None
+
+
 class ReliabilityTest(VoxdTest):
     assert_exact = test_core.CoreTest.assert_exact
 
@@ -26,7 +32,7 @@ class ReliabilityTest(VoxdTest):
         t0 = time.monotonic()
         add = subprocess.Popen([CLI, "add", "voxcpm-1.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=dict(os.environ, VOXD_SOCKET=env.socket))
-        wait_until(lambda: env.status("voxcpm-1.5")["state"] == "waiting", 30, "the model to wait")
+        wait_until(lambda: state(env) == "waiting", 30, "the model to wait")
         st = env.status("voxcpm-1.5")
         self.assertIn(origin, st["reason"])
         self.assertGreater(st["retry_in_seconds"], 0)
@@ -86,7 +92,7 @@ class ReliabilityTest(VoxdTest):
         env.start_daemon(env.write_config([hub], "chunk_size: 1MiB\n"))
         add = subprocess.Popen([CLI, "add", "voxcpm-1.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=dict(os.environ, VOXD_SOCKET=env.socket))
-        wait_until(lambda: env.status("voxcpm-1.5")["state"] == "waiting", 30, "the model to wait for room")
+        wait_until(lambda: state(env) == "waiting", 30, "the model to wait for room")
         reason = env.status("voxcpm-1.5")["reason"]
         self.assertRegex(reason, r"^disk full: need 10\.\d MiB, have [\d.]+ MiB free on ")
         blobs = os.path.join(env.hub_cache, "models--openbmb--VoxCPM1.5", "blobs")
@@ -108,7 +114,7 @@ class ReliabilityTest(VoxdTest):
         env.start_daemon(env.write_config([hub], "chunk_size: 1MiB\nstore: {min_free: off}\n"))
         add = subprocess.Popen([CLI, "add", "voxcpm-1.5"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, env=dict(os.environ, VOXD_SOCKET=env.socket))
-        wait_until(lambda: env.status("voxcpm-1.5")["bytes_done"] > (1 << 20), 30, "a first MiB")
+        wait_until(lambda: state(env) and env.status("voxcpm-1.5")["bytes_done"] > (1 << 20), 30, "a first MiB")
         # Someone else takes what is left of the disk while the model downloads.
         filler = os.path.join(small, "filler")
         with open(filler, "wb") as f:
@@ -118,7 +124,7 @@ class ReliabilityTest(VoxdTest):
                     f.flush()
             except OSError:
                 pass
-        wait_until(lambda: env.status("voxcpm-1.5")["state"] == "waiting", 30, "the model to wait")
+        wait_until(lambda: state(env) == "waiting", 30, "the model to wait")
         self.assertIn("disk full", env.status("voxcpm-1.5")["reason"])
         self.assertIsNone(add.poll())
         # Whatever is in blobs/ is a whole, verified file.
