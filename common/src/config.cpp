@@ -135,6 +135,31 @@ load_fn url_loader(std::string config::*member, status (*check)(std::string_view
   };
 }
 
+// A duration ("90s", "24h", "30d") in whole seconds. With `off_word`, "off" means 0 and a
+// duration must be at least a second.
+load_fn seconds_loader(int config::*member, bool off_word) {
+  return [member, off_word](config& c, const YAML::Node& n,
+                            const std::string&) -> std::optional<std::string> {
+    if (auto e = want_scalar(n, off_word ? "a duration or off" : "a duration")) return e;
+    if (off_word && n.Scalar() == "off") {
+      c.*member = 0;
+      return std::nullopt;
+    }
+    auto v = parse_duration(n.Scalar());
+    if (!v) return v.err().message;
+    if (off_word && *v < 1) return fmt::format("'{}': use off, or at least 1s", n.Scalar());
+    c.*member = static_cast<int>(*v);
+    return std::nullopt;
+  };
+}
+
+show_fn seconds_shown(int config::*member, bool off_word) {
+  return [member, off_word](const config& c) {
+    return off_word && c.*member == 0 ? std::string("off")
+                                      : format_seconds(static_cast<std::uint64_t>(c.*member));
+  };
+}
+
 load_fn bool_loader(bool config::*member) {
   return [member](config& c, const YAML::Node& n, const std::string& b) {
     return bool_value(c.*member, n, b);
@@ -327,44 +352,23 @@ const std::vector<field>& fields() {
                  space_loader(&config::store_min_free),
                  [](config const& c) { return to_string(c.store_min_free); },
                  applies_live([](auto& c) -> auto& { return c.store_min_free; })});
-    t.push_back(
-        {"store.evict_after", "duration",
-         "`voxd gc` removes models not used for this long (off, or e.g. 30d), least recently "
-         "used first; a blob another model still uses stays. Used means added, or a file of the "
-         "model's own read (its access time; most file systems update it at most daily).",
-         [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
-           if (auto e = want_scalar(n, "a duration or off")) return e;
-           if (n.Scalar() == "off") {
-             c.evict_after = 0;
-             return std::nullopt;
-           }
-           auto v = parse_duration(n.Scalar());
-           if (!v) return v.err().message;
-           if (*v < 1) return fmt::format("'{}': use off, or at least 1s", n.Scalar());
-           c.evict_after = static_cast<int>(*v);
-           return std::nullopt;
-         },
-         [](config const& c) {
-           return c.evict_after == 0 ? std::string("off")
-                                     : format_seconds(static_cast<std::uint64_t>(c.evict_after));
-         },
-         applies_live([](auto& c) -> auto& { return c.evict_after; })});
-    t.push_back(
-        {"retry_for", "duration",
-         "How long a model waits, retrying with growing pauses (5 s up to 5 min), while no "
-         "origin can be reached (DNS, connection, TLS handshake, timeouts, HTTP 5xx, 429). "
-         "Answers that waiting cannot change (repository or revision not found, 401/403, a "
-         "certificate not trusted, every origin serving bytes that fail verification) fail the "
-         "model at once. 0: fail at once on those too.",
-         [](config& c, YAML::Node const& n, std::string const&) -> std::optional<std::string> {
-           if (auto e = want_scalar(n, "a duration")) return e;
-           auto v = parse_duration(n.Scalar());
-           if (!v) return v.err().message;
-           c.retry_for = static_cast<int>(*v);
-           return std::nullopt;
-         },
-         [](config const& c) { return format_seconds(c.retry_for); },
-         applies_live([](auto& c) -> auto& { return c.retry_for; })});
+    t.push_back({"store.evict_after", "duration",
+                 "`voxd gc` removes models not used for this long (off, or e.g. 30d), least "
+                 "recently used first; a blob another model still uses stays. Used means added, "
+                 "or a file of the model's own read (its access time; most file systems update it "
+                 "at most daily).",
+                 seconds_loader(&config::evict_after, true),
+                 seconds_shown(&config::evict_after, true),
+                 applies_live([](auto& c) -> auto& { return c.evict_after; })});
+    t.push_back({"retry_for", "duration",
+                 "How long a model waits, retrying with growing pauses (5 s up to 5 min), while no "
+                 "origin can be reached (DNS, connection, TLS handshake, timeouts, HTTP 5xx, 429). "
+                 "Answers that waiting cannot change (repository or revision not found, 401/403, a "
+                 "certificate not trusted, every origin serving bytes that fail verification) fail "
+                 "the model at once. 0: fail at once on those too.",
+                 seconds_loader(&config::retry_for, false),
+                 seconds_shown(&config::retry_for, false),
+                 applies_live([](auto& c) -> auto& { return c.retry_for; })});
     t.push_back({"bandwidth.download_cap", "rate",
                  "Cap on the total download rate from origins: off, or a rate such as 20MB/s or "
                  "200Mbit. `voxd limit download` overrides it at run time.",
