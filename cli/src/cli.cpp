@@ -135,7 +135,8 @@ int wait_for(rpc::client& c, json model, double timeout) {
         if (model.contains("reason"))
           std::cout << fmt::format("{} waiting: {} (trying again in {})\n", key,
                                    str(model, "reason"),
-                                   format_duration(dbl(model, "retry_in_seconds")));
+                                   format_duration(dbl(model, "retry_in_seconds")))
+                    << std::flush;
         else
           std::cout << fmt::format("{} {} {:.1f}% {}/{} {} origin {} peers {}\n", key, state,
                                    percent(model), format_bytes(u64(model, "bytes_done")),
